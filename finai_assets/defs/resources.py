@@ -1,0 +1,45 @@
+"""Resources keyed by environment ($FINAI_ENV, default ``local``); asset code never branches on it."""
+
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from finai_assets.settings import settings
+from finai_models.config import Settings, load_settings
+
+
+class FinAIConfig(dg.ConfigurableResource):
+    """Where the configs and the work directory are; empty fields fall back to the environment."""
+
+    config_dir: str = ""
+    dataset: str = ""
+    workdir: str = ""
+
+    def load(self) -> Settings:
+        return load_settings(self.config_dir or None, self.dataset or None, self.workdir or None)
+
+
+def _local() -> dict:
+    s = settings()
+    wh = s.pipeline["warehouse"]
+    s.workdir.mkdir(parents=True, exist_ok=True)
+    return {
+        "finai": FinAIConfig(),
+        "warehouse": DuckDBResource(
+            database=str(s.path("warehouse")),
+            connection_config={"memory_limit": wh["memory_limit"], "threads": wh["threads"]},
+        ),
+    }
+
+
+RESOURCES_BY_ENV = {"local": _local}
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    env = os.environ.get("FINAI_ENV", "local")
+    if env not in RESOURCES_BY_ENV:
+        raise ValueError(f"FINAI_ENV={env!r} is not one of {sorted(RESOURCES_BY_ENV)}")
+    return dg.Definitions(resources=RESOURCES_BY_ENV[env]())

@@ -1,0 +1,22 @@
+"""The local Dagster instance home: every script and test uses one with telemetry off."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from finai_models.config import REPO_ROOT
+
+INSTANCE_TEMPLATE = REPO_ROOT / "infra" / "local" / "dagster.yaml"
+
+
+def ensure_dagster_home(default: Path) -> Path:
+    """Use $DAGSTER_HOME, else ``default``; make sure it holds our dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    target = home / "dagster.yaml"
+    if not target.exists():
+        shutil.copyfile(INSTANCE_TEMPLATE, target)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
