@@ -16,7 +16,6 @@ from finai_models.config import load_settings
 from finai_models.errors import FinAIError
 from finai_models.progress import progress_bar
 
-
 # The progress bar reports progress; the console logger shows only problems (the UI keeps all events).
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

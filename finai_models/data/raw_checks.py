@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from finai_models import months as M
 from finai_models.data.warehouse import duckdb_columns
+from finai_models.duck import fetch_one
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ def check_schema(con: duckdb.DuckDBPyConnection, schema: str, table: str, expect
 def check_not_null(con: duckdb.DuckDBPyConnection, schema: str, table: str, month: str,
                    columns: list[str], max_fraction: float) -> CheckOutcome:
     exprs = ", ".join(f"count(*) - count({c})" for c in columns)
-    counts = con.execute(f"SELECT count(*), {exprs} FROM {schema}.{table} WHERE month = ?",
-                         [M.first_day(month)]).fetchone()
+    counts = fetch_one(con, f"SELECT count(*), {exprs} FROM {schema}.{table} WHERE month = ?",
+                         [M.first_day(month)])
     total, nulls = counts[0], dict(zip(columns, counts[1:], strict=True))
     bad = {c: n for c, n in nulls.items() if total and n / total > max_fraction}
     text = ", ".join(f"{c}: {n:,} nulls" for c, n in bad.items()) or f"no nulls in {len(columns)} required columns"
@@ -48,7 +49,7 @@ def check_not_null(con: duckdb.DuckDBPyConnection, schema: str, table: str, mont
 
 def check_row_count(con: duckdb.DuckDBPyConnection, schema: str, table: str, month: str,
                     expected: int, minimum: int) -> CheckOutcome:
-    rows = con.execute(f"SELECT count(*) FROM {schema}.{table} WHERE month = ?", [M.first_day(month)]).fetchone()[0]
+    rows = fetch_one(con, f"SELECT count(*) FROM {schema}.{table} WHERE month = ?", [M.first_day(month)])[0]
     ok = rows == expected and rows >= minimum
     return CheckOutcome(ok, f"{rows:,} rows in the warehouse, {expected:,} in the source (minimum {minimum:,})",
                         {"warehouse_rows": int(rows), "source_rows": int(expected)})
@@ -57,10 +58,10 @@ def check_row_count(con: duckdb.DuckDBPyConnection, schema: str, table: str, mon
 def check_customers_exist(con: duckdb.DuckDBPyConnection, schema: str, table: str, month: str) -> CheckOutcome:
     """Every customer_id of ``table`` for the month is in that month's customers extract."""
     day = M.first_day(month)
-    orphans, example = con.execute(f"""
+    orphans, example = fetch_one(con, f"""
         SELECT count(*), min(t.customer_id) FROM {schema}.{table} t
         ANTI JOIN (SELECT customer_id FROM {schema}.customers WHERE month = $1) c USING (customer_id)
-        WHERE t.month = $1""", [day]).fetchone()
+        WHERE t.month = $1""", [day])
     text = f"{orphans:,} rows reference customers missing from customers (e.g. {example})" if orphans \
         else "every customer exists"
     return CheckOutcome(orphans == 0, text, {"orphan_rows": int(orphans)})

@@ -19,6 +19,7 @@ from finai_models import months as M
 from finai_models.config import Settings
 from finai_models.data.raw_schema import CARD_TRANSACTIONS, SEGMENTS, product_column, schemas
 from finai_models.data.store import DatasetWriter, fingerprint
+from finai_models.duck import fetch_one
 from finai_models.errors import DataError
 from finai_models.progress import progress_bar
 
@@ -40,7 +41,7 @@ def _sql_map(column: str, mapping: dict[str, str], default: str) -> str:
 
 def _first_bad(con: duckdb.DuckDBPyConnection, column: str, ok: str, allow_blank: bool) -> tuple | None:
     blank = f"OR nullif(trim({column}), '') IS NULL OR trim({column}) = 'NA'" if allow_blank else ""
-    return con.sql(f"SELECT line, {column} FROM src WHERE NOT ({ok} {blank}) ORDER BY line LIMIT 1").fetchone()
+    return fetch_one(con, f"SELECT line, {column} FROM src WHERE NOT ({ok} {blank}) ORDER BY line LIMIT 1")
 
 
 def _validate(con: duckdb.DuckDBPyConnection, csv: Path, settings: Settings) -> None:
@@ -50,7 +51,7 @@ def _validate(con: duckdb.DuckDBPyConnection, csv: Path, settings: Settings) -> 
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(f"santander CSV {csv}: missing column(s) {', '.join(repr(c) for c in missing)}")
-    if con.sql("SELECT count(*) FROM src").fetchone()[0] == 0:
+    if fetch_one(con, "SELECT count(*) FROM src")[0] == 0:
         raise DataError(f"santander CSV {csv}: no data rows")
     checks = [
         ("fecha_dato", "try_strptime(trim(fecha_dato), '%Y-%m-%d') IS NOT NULL", False, "is not a date (YYYY-MM-DD)"),
@@ -63,7 +64,7 @@ def _validate(con: duckdb.DuckDBPyConnection, csv: Path, settings: Settings) -> 
         bad = _first_bad(con, column, ok, allow_blank)
         if bad:
             raise DataError(f"santander CSV {csv} line {bad[0]}: {column} {bad[1]!r} {what}")
-    dup = con.sql("SELECT ncodpers, fecha_dato, count(*) FROM src GROUP BY ALL HAVING count(*) > 1 LIMIT 1").fetchone()
+    dup = fetch_one(con, "SELECT ncodpers, fecha_dato, count(*) FROM src GROUP BY ALL HAVING count(*) > 1 LIMIT 1")
     if dup:
         raise DataError(f"santander CSV {csv}: customer {dup[0].strip()} appears {dup[2]} times on {dup[1].strip()}")
 

@@ -161,7 +161,8 @@ class Panel:
         p = self.p
         z = self.persona[rows]
         drive = _sigmoid(1.2 * self.latent[rows][:, p.group_latent])       # [r, G]
-        w = p.product_rates[z] * np.where(p.product_group >= 0, 0.3 + 2 * drive[:, np.clip(p.product_group, 0, None)], 0.5)
+        group_drive = drive[:, np.clip(p.product_group, 0, None)]
+        w = p.product_rates[z] * np.where(p.product_group >= 0, 0.3 + 2 * group_drive, 0.5)
         return w * ~self.holdings[rows]
 
     def _evolve_products(self, rng: np.random.Generator) -> None:
@@ -330,7 +331,8 @@ class Panel:
         day = rng.integers(0, M.days_in(month), size=total)
         second = ((day * 24 + hour) * 60 + rng.integers(0, 60, size=total)) * 60 + rng.integers(0, 60, size=total)
         order = np.argsort(row.astype(np.int64) << 32 | second, kind="stable")
-        row, l2, mcc, code_idx, amount, second = row[order], l2[order], mcc[order], code_idx[order], amount[order], second[order]
+        row, l2, mcc, code_idx = row[order], l2[order], mcc[order], code_idx[order]
+        amount, second = amount[order], second[order]
 
         cust = self.customer_id[present[row]]
         pool = txn["merchants_per_mcc"]

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from finai_models import months as M
+from finai_models.duck import fetch_one
 from finai_models.errors import DataError
 
 DUCKDB_TYPES = {
@@ -56,7 +57,7 @@ def load_month(con: duckdb.DuckDBPyConnection, schema_name: str, table: str, par
     try:
         con.execute(f"DELETE FROM {target} WHERE month = ?", [day])
         con.execute(f"INSERT INTO {target} ({names}) SELECT {names} FROM read_parquet(?)", [parquet.as_posix()])
-        rows = con.execute(f"SELECT count(*) FROM {target} WHERE month = ?", [day]).fetchone()[0]
+        rows = fetch_one(con, f"SELECT count(*) FROM {target} WHERE month = ?", [day])[0]
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

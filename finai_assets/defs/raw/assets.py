@@ -22,7 +22,9 @@ class RawDatasetConfig(dg.Config):
     overwrite: bool = False
 
 @dg.asset(group_name="raw", kinds={"parquet"}, code_version="raw-v1")
-def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig, finai: FinAIConfig) -> dg.MaterializeResult:
+def raw_dataset(
+    context: dg.AssetExecutionContext, config: RawDatasetConfig, finai: FinAIConfig
+) -> dg.MaterializeResult:
     """The raw panel as Parquet months: simulated, or converted from a Santander CSV.
 
     Idempotent: a folder that already holds the same dataset is reused, never rewritten.
@@ -55,7 +57,9 @@ def _raw_table(table: str) -> dg.AssetsDefinition:
         metadata={"partition_expr": "month"}, code_version="raw-v1",
         description=f"raw.{table} in the DuckDB warehouse; loading a month replaces that month.",
     )
-    def _asset(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         s = finai.load()
         require_manifest(s.raw_dir)
         schema = s.pipeline["warehouse"]["raw_schema"]

@@ -1,0 +1,70 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from finai_models.config import load_settings
+from finai_models.errors import ConfigError
+
+
+def test_default_configs_describe_the_spec(settings):
+    assert len(settings.tasks) == 13
+    assert len(settings.feature_groups) == 17
+    assert sum(g.dim for g in settings.feature_groups) == 1211
+    assert len(settings.products) == 24
+    assert len(settings.mcc.l1_names) == 10 and len(settings.mcc.l2_names) == 30
+    assert len(settings.nba_groups) == 6 and len(settings.acquire_groups) == 5
+    assert all(t.window[0] >= 1 for t in settings.tasks), "every label window starts after the snapshot"
+    assert {t.type for t in settings.tasks} == {"binary", "multiclass", "regression"}
+
+
+def _edit(path: Path, edit) -> None:
+    data = yaml.safe_load(path.read_text())
+    edit(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("pipeline.yaml", lambda d: d["paths"].pop("warehouse"), r"missing key 'paths\.warehouse'"),
+        ("pipeline.yaml", lambda d: d["paths"].update(warehuose=d["paths"].pop("warehouse")),
+         r"unknown key 'paths\.warehuose' \(did you mean 'paths\.warehouse'\?\)"),
+        ("datasets/synthetic.yaml", lambda d: d["generator"]["dynamics"].pop("wealth_trend"),
+         r"missing key 'generator\.dynamics\.wealth_trend'"),
+        ("datasets/synthetic.yaml", lambda d: d["generator"].update(customers="many"),
+         r"'generator\.customers' must be int"),
+        ("datasets/synthetic.yaml", lambda d: d["months"].update(start="2023-13"), r"must be a month YYYY-MM"),
+        ("tasks.yaml", lambda d: d["tasks"][0].update(window=[0, 3]), r"labels start after t"),
+        ("products.yaml", lambda d: d["acquire_groups"]["lending"].append("yacht"), r"unknown product 'yacht'"),
+        ("feature_groups.yaml", lambda d: d["groups"][0].pop("dim"), r"missing key 'groups\[0\]\.dim'"),
+    ],
+)
+def test_bad_config_names_key_and_file(config_copy, file, edit, message):
+    _edit(config_copy / file, edit)
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_copy)
+    text = str(info.value)
+    assert re.search(message, text), text
+    assert file in text
+    assert "\n" not in text
+
+
+def test_unknown_dataset_lists_known_ones(config_copy):
+    with pytest.raises(ConfigError, match="known: santander, synthetic"):
+        load_settings(config_copy, dataset="kaggle")
+
+
+def test_cli_reports_bad_config_in_one_line(config_copy, tmp_path):
+    _edit(config_copy / "pipeline.yaml", lambda d: d.pop("raw_checks"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "finai_models.cli", "--config-dir", str(config_copy), "generate",
+         "--customers", "10", "--months", "2", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert "missing key 'raw_checks'" in proc.stderr and "pipeline.yaml" in proc.stderr
+    assert not (tmp_path / "out").exists()
