@@ -20,3 +20,9 @@ def ensure_dagster_home(default: Path) -> Path:
         shutil.copyfile(INSTANCE_TEMPLATE, target)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
+
+
+if __name__ == "__main__":
+    from finai_models.config import load_settings
+
+    print(ensure_dagster_home(load_settings().path("dagster_home")))
