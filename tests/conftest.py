@@ -44,6 +44,15 @@ def panel_dir(settings: Settings) -> Path:
 
 
 @pytest.fixture
+def instance():
+    """A throwaway Dagster instance, telemetry off like every instance of this project."""
+    import dagster as dg
+
+    with dg.instance_for_test(overrides={"telemetry": {"enabled": False}}) as inst:
+        yield inst
+
+
+@pytest.fixture
 def config_copy(tmp_path: Path) -> Path:
     """A writable copy of configs/ for tests that break it on purpose."""
     target = tmp_path / "configs"

@@ -186,3 +186,25 @@ def test_interrupted_run_never_looks_complete(settings, tmp_path, monkeypatch):
     monkeypatch.setattr(store.DatasetWriter, "write", real_write)
     manifest = generate_synthetic(settings, out, 50, 3, seed=1, progress=False)
     assert len(manifest["months"]) == 3 and not (out / store.INCOMPLETE).exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--customers", "0", "--months", "3"], "error: --customers must be a positive integer, got 0"),
+        (["--customers", "10", "--months", "-2"], "error: --months must be a positive integer, got -2"),
+        (["--customers", "10", "--months", "2", "--seed", "9"], "holds a different dataset"),
+    ],
+)
+def test_cli_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "finai_models.cli", "generate", "--out", str(out), "--quiet"]
+    assert subprocess.run([*cli, "--customers", "10", "--months", "2", "--seed", "1"]).returncode == 0
+    before = sorted(p.name for p in out.rglob("*"))
+    proc = subprocess.run([*cli, *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before, "a refused run writes nothing"

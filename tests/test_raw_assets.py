@@ -44,21 +44,20 @@ def _rows(db: Path, table: str, month: str) -> int:
         return con.execute(f"SELECT count(*) FROM raw.{table} WHERE month = ?", [M.first_day(month)]).fetchall()[0][0]
 
 
-def test_monthly_refresh_twice_leaves_the_same_rows(settings):
+def test_monthly_refresh_twice_leaves_the_same_rows(settings, instance):
     job = defs().resolve_job_def("monthly_refresh")
-    with dg.instance_for_test() as instance:
-        for _ in range(2):
-            result = job.execute_in_process(partition_key=MONTH, instance=instance)
-            assert result.success
-            evaluations = result.get_asset_check_evaluations()
-            assert len(evaluations) == 11 and all(e.passed for e in evaluations)
-        manifest = store.require_manifest(settings.raw_dir)
-        for table in ("customers", "monthly_snapshots", "card_transactions"):
-            assert _rows(settings.path("warehouse"), table, MONTH) == manifest["rows"][table][MONTH] > 0
-        mats = instance.fetch_materializations(dg.AssetKey(["raw", "card_transactions"]), limit=5).records
-        assert len(mats) == 2
-        assert mats[0].asset_materialization.partition == MONTH
-        assert "preview" in mats[0].asset_materialization.metadata
+    for _ in range(2):
+        result = job.execute_in_process(partition_key=MONTH, instance=instance)
+        assert result.success
+        evaluations = result.get_asset_check_evaluations()
+        assert len(evaluations) == 11 and all(e.passed for e in evaluations)
+    manifest = store.require_manifest(settings.raw_dir)
+    for table in ("customers", "monthly_snapshots", "card_transactions"):
+        assert _rows(settings.path("warehouse"), table, MONTH) == manifest["rows"][table][MONTH] > 0
+    mats = instance.fetch_materializations(dg.AssetKey(["raw", "card_transactions"]), limit=5).records
+    assert len(mats) == 2
+    assert mats[0].asset_materialization.partition == MONTH
+    assert "preview" in mats[0].asset_materialization.metadata
 
 
 @pytest.fixture
@@ -78,7 +77,7 @@ def _rewrite(s, table: str, edit) -> None:
 
 
 def _run(resources):
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(overrides={"telemetry": {"enabled": False}}) as instance:
         return dg.materialize([*RAW_TABLES, *raw_table_checks], partition_key=MONTH, resources=resources,
                               instance=instance, raise_on_error=False)
 
@@ -140,7 +139,7 @@ def test_missing_dataset_is_named(tmp_path):
 
 def _materialize_raw_dataset(workdir: Path, customers: int):
     resources = {"finai": FinAIConfig(workdir=str(workdir))}
-    with dg.instance_for_test() as instance:
+    with dg.instance_for_test(overrides={"telemetry": {"enabled": False}}) as instance:
         return dg.materialize([raw_dataset], resources=resources, instance=instance, raise_on_error=False,
                               run_config={"ops": {"raw_dataset": {"config": {"customers": customers}}}})
 
