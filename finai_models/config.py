@@ -47,7 +47,7 @@ GENERATOR_SPEC = {
     },
     "products": {
         "base_rates": [float], "persona_multipliers": MapOf([float]), "group_latent": MapOf(str),
-        "intent_rate": float, "intent_months": [int], "intent_conversion": float,
+        "intent_rate": float, "intent_group_weight": MapOf(float), "intent_months": [int], "intent_conversion": float,
         "spontaneous_rate": float, "closure_rate": float, "lifecycle_intent": MapOf(float),
         "lifecycle_closure": MapOf(float), "new_customer_products": MapOf(float),
     },
@@ -69,6 +69,7 @@ DATASET_SPEC = {
     "name": str,
     "source": str,
     "months": {"start": str, "end": str},
+    "split": {"train": [str], "validation": [str], "test": [str]},
     "generator": Optional(GENERATOR_SPEC),
     "santander": Optional({
         "csv": str, "has_card_transactions": bool, "gender_map": MapOf(str),
@@ -81,7 +82,8 @@ TASKS_SPEC = {"tasks": [{
     "focal_alpha": Optional(float),
 }]}
 FEATURES_SPEC = {
-    "lookback_months": int,
+    "lookback_months": int, "txn_days": int, "fit_sample_customers": int, "fit_months": int, "seed": int,
+    "mcc_vocab_size": int, "mcc_multihot_size": int,
     "groups": [{"name": str, "dim": int, "needs_transactions": bool}],
 }
 PRODUCTS_SPEC = {
@@ -136,6 +138,8 @@ class Settings:
     nba_groups: dict[str, tuple[str, ...]]
     acquire_groups: dict[str, tuple[str, ...]]
     mcc: MccHierarchy
+    phase0: dict[str, Any]
+    split: dict[str, tuple[str, str]]
 
     @property
     def dataset_name(self) -> str:
@@ -222,6 +226,8 @@ def _validate_generator(gen: dict, file: Path, products: tuple[str, ...], mcc: M
         _check(group in acquire_groups, file, f"'generator.products.group_latent.{group}' is no acquire group")
         _check(latent in gen["latent_names"], file, f"'generator.products.group_latent.{group}' names "
                f"unknown latent {latent!r}")
+    for group in prods["intent_group_weight"]:
+        _check(group in acquire_groups, file, f"'generator.products.intent_group_weight.{group}' is no acquire group")
     for prod in prods["new_customer_products"]:
         _check(prod in products, file, f"'generator.products.new_customer_products.{prod}' is no product")
     for group, sig in gen["intent_signals"].items():
@@ -290,7 +296,21 @@ def load_settings(config_dir: Path | str | None = None, dataset: str | None = No
                           t.get("classes"), t.get("group")))
 
     features_file = cdir / "feature_groups.yaml"
-    groups = tuple(FeatureGroup(**g) for g in _load(features_file, FEATURES_SPEC)["groups"])
+    features = _load(features_file, FEATURES_SPEC)
+    groups = tuple(FeatureGroup(**g) for g in features["groups"])
+    phase0 = {k: v for k, v in features.items() if k != "groups"}
+
+    split = {}
+    for part in ("train", "validation", "test"):
+        bounds = data["split"][part]
+        _check(len(bounds) == 2, dataset_file, f"'split.{part}' must be [first, last] months")
+        for b in bounds:
+            _parse_month(b, dataset_file, f"split.{part}")
+        _check(data["months"]["start"] <= bounds[0] <= bounds[1] <= data["months"]["end"], dataset_file,
+               f"'split.{part}' must lie within months.start .. months.end, first <= last")
+        split[part] = (bounds[0], bounds[1])
+    _check(split["train"][1] < split["validation"][0] and split["validation"][1] < split["test"][0], dataset_file,
+           "'split' must order train < validation < test")
 
     if data["source"] == "synthetic":
         _validate_generator(data["generator"], dataset_file, names, mcc, prod["acquire_groups"])
@@ -301,4 +321,5 @@ def load_settings(config_dir: Path | str | None = None, dataset: str | None = No
         feature_groups=groups, products=names, product_columns=tuple(p["column"] for p in prod["products"]),
         nba_groups={k: tuple(v) for k, v in prod["nba_groups"].items()},
         acquire_groups={k: tuple(v) for k, v in prod["acquire_groups"].items()}, mcc=mcc,
+        phase0=phase0, split=split,
     )

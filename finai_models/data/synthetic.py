@@ -162,7 +162,8 @@ class Panel:
         z = self.persona[rows]
         drive = _sigmoid(1.2 * self.latent[rows][:, p.group_latent])       # [r, G]
         group_drive = drive[:, np.clip(p.product_group, 0, None)]
-        w = p.product_rates[z] * np.where(p.product_group >= 0, 0.3 + 2 * group_drive, 0.5)
+        # Square root tempers the base rates: rare products are rarely held, but still wanted.
+        w = np.sqrt(p.product_rates[z]) * p.intent_weight * np.where(p.product_group >= 0, 0.3 + 2 * group_drive, 0.5)
         return w * ~self.holdings[rows]
 
     def _evolve_products(self, rng: np.random.Generator) -> None:

@@ -31,6 +31,7 @@ class GeneratorParams:
     group_latent: np.ndarray         # [G] latent index that drives each acquire group
     intent_boost: np.ndarray         # [G, L2]
     intent_spend: np.ndarray         # [G]
+    intent_weight: np.ndarray        # [K] how often an intent targets each product, relative
     new_customer_rates: np.ndarray   # [K]
     lifecycle_intent: np.ndarray     # [4]
     lifecycle_closure: np.ndarray    # [4]
@@ -83,6 +84,9 @@ def build_params(settings: Settings) -> GeneratorParams:
         for l2, boost in sig["mcc_boost"].items():
             intent_boost[g, l2_index[l2]] = boost
 
+    group_weight = np.array([prods["intent_group_weight"].get(g, 1.0) for g in groups])
+    intent_weight = np.where(product_group >= 0, group_weight[np.clip(product_group, 0, None)], 1.0)
+
     new_rates = np.zeros(len(products))
     for prod, rate in prods["new_customer_products"].items():
         new_rates[products.index(prod)] = rate
@@ -123,6 +127,7 @@ def build_params(settings: Settings) -> GeneratorParams:
         group_latent=group_latent,
         intent_boost=intent_boost,
         intent_spend=intent_spend,
+        intent_weight=intent_weight,
         new_customer_rates=new_rates,
         lifecycle_intent=np.array([prods["lifecycle_intent"][v] for v in life]),
         lifecycle_closure=np.array([prods["lifecycle_closure"][v] for v in life]),
