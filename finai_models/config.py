@@ -27,6 +27,8 @@ PIPELINE_SPEC = {
     "paths": {"raw": str, "warehouse": str, "artifacts": str, "dagster_home": str},
     "warehouse": {"raw_schema": str, "memory_limit": str, "threads": int},
     "raw_checks": {"max_null_fraction": float, "min_rows_per_month": int},
+    "leakage": {"max_abs_corr": float, "max_single_feature_auc": float, "scan_rows": int},
+    "dead_group": {"min_lift": float, "rows": int},
 }
 PERSONA_SPEC = {
     "weight": float, "latent_mean": [float], "age": [float], "income": [float], "tenure": [float],
@@ -43,7 +45,7 @@ GENERATOR_SPEC = {
         "activity_trend": float, "volatile_swing": float, "wealth_trend": float, "wealth_shock": float,
         "active_persistence": float, "segment_review_rate": float, "segment_top_wealth": float,
         "segment_student_age": float, "segment_student_wealth": float,
-        "unknown_segment_resolve_rate": float, "income_noise": float,
+        "unknown_segment_resolve_rate": float, "segment_lapse_rate": float, "income_noise": float,
     },
     "products": {
         "base_rates": [float], "persona_multipliers": MapOf([float]), "group_latent": MapOf(str),

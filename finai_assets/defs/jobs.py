@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from finai_assets.defs.features.assets import feature_group_assets, fitted_state, month_inputs
+from finai_assets.defs.labels.assets import labels
 from finai_assets.defs.raw.assets import card_transactions, customers, monthly_snapshots, raw_dataset
 
 monthly_refresh = dg.define_asset_job(
@@ -9,4 +11,17 @@ monthly_refresh = dg.define_asset_job(
     selection=dg.AssetSelection.assets(raw_dataset, customers, monthly_snapshots, card_transactions),
     description="Everything for one snapshot month: the raw dataset (reused when present), "
                 "its tables in the warehouse, and their blocking checks.",
+)
+
+phase0_state = dg.define_asset_job(
+    "phase0_state",
+    selection=dg.AssetSelection.assets(fitted_state),
+    description="Fit the Phase-0 state (scalers, vocabularies, generators) on training months.",
+)
+
+phase0_month = dg.define_asset_job(
+    "phase0_month",
+    selection=dg.AssetSelection.assets(month_inputs, *feature_group_assets, labels),
+    description="One snapshot month of Phase 0: inputs, the 17 feature groups, the 13 labels, and their "
+                "blocking leakage checks.",
 )

@@ -245,7 +245,9 @@ class Panel:
         review = rng.random(self.n) < dyn["segment_review_rate"]
         known = self.segment != SEG_UNKNOWN
         resolve = ~known & (rng.random(self.n) < dyn["unknown_segment_resolve_rate"])
-        self.segment = np.where((review & known) | resolve, target, self.segment).astype(np.int8)
+        lapse = known & (rng.random(self.n) < dyn["segment_lapse_rate"])
+        segment = np.where((review & known) | resolve, target, self.segment)
+        self.segment = np.where(lapse, SEG_UNKNOWN, segment).astype(np.int8)
 
     def _evolve_preferences(self, rng: np.random.Generator) -> None:
         txn = self.p.cfg["transactions"]

@@ -1,22 +1,35 @@
-"""The registry of Phase-0 feature groups: config name -> implementation."""
+"""The registry of Phase-0 feature groups: config name -> implementation.
+
+Implementations are imported on first use, so that loading the registry (and the Dagster code
+location that lists the groups) does not pay for torch, gudhi or torch-geometric.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from finai_models.config import Settings
 from finai_models.phase0.groups.base import FeatureGroupModel
-from finai_models.phase0.groups.sql import MccTop30Multihot, RecentAcquisitionMultihot, TxnLagTensor, TxnRollingStats
-from finai_models.phase0.groups.tabular import Demographics, DerivedTemporal, ProductHoldings, TxnBehavior
 
-REGISTRY: dict[str, type[FeatureGroupModel]] = {
-    cls.name: cls
-    for cls in (Demographics, ProductHoldings, TxnBehavior, DerivedTemporal, TxnLagTensor, TxnRollingStats,
-                MccTop30Multihot, RecentAcquisitionMultihot)
+REGISTRY: dict[str, str] = {
+    "demographics": "tabular:Demographics",
+    "product_holdings": "tabular:ProductHoldings",
+    "txn_behavior": "tabular:TxnBehavior",
+    "derived_temporal": "tabular:DerivedTemporal",
+    "txn_lag_tensor": "sql:TxnLagTensor",
+    "txn_rolling_stats": "sql:TxnRollingStats",
+    "mcc_top30_multihot": "sql:MccTop30Multihot",
+    "recent_acquisition_multihot": "sql:RecentAcquisitionMultihot",
 }
+
+
+def group_class(name: str) -> type[FeatureGroupModel]:
+    if name not in REGISTRY:
+        raise NotImplementedError(f"feature group {name!r} has no implementation (known: {', '.join(REGISTRY)})")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(import_module(f"finai_models.phase0.groups.{module}"), cls)
 
 
 def build_groups(settings: Settings) -> list[FeatureGroupModel]:
     """One instance per configured group, in config order."""
-    missing = [g.name for g in settings.feature_groups if g.name not in REGISTRY]
-    if missing:
-        raise NotImplementedError(f"feature groups without an implementation: {', '.join(missing)}")
-    return [REGISTRY[g.name](settings, g.dim) for g in settings.feature_groups]
+    return [group_class(g.name)(settings, g.dim) for g in settings.feature_groups]

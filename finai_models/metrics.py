@@ -1,0 +1,54 @@
+"""Task metrics shared by Phase-0 checks, training and distillation (one implementation each)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    """Average ranks along axis 0 (ties share their mean rank), for a [n] or [n, d] array."""
+    from scipy.stats import rankdata
+
+    return rankdata(np.asarray(values, np.float64), axis=0)
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> np.ndarray | float:
+    """ROC AUC of a binary target for one score [n] or many [n, d] (Mann-Whitney, ties averaged)."""
+    y = np.asarray(y).astype(bool)
+    pos, neg = y.sum(), (~y).sum()
+    if pos == 0 or neg == 0:
+        return np.full(np.shape(score)[1:], np.nan) if np.ndim(score) > 1 else float("nan")
+    result = auc_from_ranks(ranks(score), y)
+    return result if np.ndim(score) > 1 else float(result)
+
+
+def auc_from_ranks(score_ranks: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """AUC of every column from precomputed ranks: rank once, score many targets."""
+    y = np.asarray(y).astype(bool)
+    pos, neg = y.sum(), (~y).sum()
+    return (score_ranks[y].sum(axis=0) - pos * (pos + 1) / 2) / (pos * neg)
+
+
+def macro_ovr_auc(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean one-vs-rest AUC over the classes present in ``y`` (proba: [n, classes])."""
+    y = np.asarray(y).astype(int)
+    scores = [auc(y == c, proba[:, c]) for c in np.unique(y) if 0 < (y == c).sum() < len(y)]
+    return float(np.nanmean(scores)) if scores else float("nan")
+
+
+def r2(y: np.ndarray, pred: np.ndarray) -> float:
+    y, pred = np.asarray(y, np.float64), np.asarray(pred, np.float64)
+    ss_tot = ((y - y.mean()) ** 2).sum()
+    return float(1 - ((y - pred) ** 2).sum() / ss_tot) if ss_tot > 0 else float("nan")
+
+
+def abs_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """|Pearson r| of every column of x [n, d] with y [n]; 0 for constant columns."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    xc = x - x.mean(axis=0)
+    yc = y - y.mean()
+    denom = np.sqrt((xc ** 2).sum(axis=0) * (yc ** 2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.where(denom > 0, (xc * yc[:, None]).sum(axis=0) / denom, 0.0)
+    return np.abs(r)
