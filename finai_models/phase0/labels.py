@@ -77,7 +77,8 @@ def label_sql(settings: Settings, tasks: tuple[Task, ...], month: str, vocab: li
     }
     for task in tasks:
         if task.group:
-            select[task.name] = f"((coalesce(acq.any_acq, 0) & {_group_mask(settings, settings.acquire_groups[task.group])}) <> 0)::TINYINT"
+            group_mask = _group_mask(settings, settings.acquire_groups[task.group])
+            select[task.name] = f"((coalesce(acq.any_acq, 0) & {group_mask}) <> 0)::TINYINT"
     guards = {"next_mcc": "nm.mcc IS NOT NULL", "top_mcc_shift": "top1.mcc IS NOT NULL",
               "segment_prediction": "hs.segment IS NOT NULL"}
     columns = ",\n".join(

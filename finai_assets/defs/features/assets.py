@@ -25,7 +25,9 @@ RAW = (customers, monthly_snapshots, card_transactions)
     key=["phase0", "month_inputs"], group_name="features", partitions_def=snapshot_months, kinds={"numpy"},
     deps=[dg.AssetDep(a, partition_mapping=LOOKBACK) for a in RAW], pool=WAREHOUSE_POOL, code_version="inputs-v1",
 )
-def month_inputs(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def month_inputs(
+    context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource
+) -> dg.MaterializeResult:
     """What every feature group may see of month t: 12 months of series, holdings, 180 days of
     transactions, and the lineage (latest timestamp read per table) for the Class-A check."""
     s = finai.load()
@@ -70,7 +72,9 @@ def _group_asset(name: str, dim: int) -> dg.AssetsDefinition:
         deps=[month_inputs, fitted_state], kinds={"parquet"}, pool=WAREHOUSE_POOL, code_version="phase0-v1",
         metadata={"dim": dim}, description=f"Feature group {name} ({dim} columns) for the snapshot month.",
     )
-    def _asset(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(
+        context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource
+    ) -> dg.MaterializeResult:
         s = finai.load()
         month = context.partition_key
         group, version = load_group(s, name)

@@ -16,7 +16,9 @@ from finai_models.phase0.state import current_version, state_root
 
 @dg.asset_check(asset=month_inputs, blocking=True, partitions_def=snapshot_months,
                 description="Class A: every source row read for month t is dated before the end of t.")
-def feature_sources_precede_snapshot(context: dg.AssetCheckExecutionContext, finai: FinAIConfig) -> dg.AssetCheckResult:
+def feature_sources_precede_snapshot(
+    context: dg.AssetCheckExecutionContext, finai: FinAIConfig
+) -> dg.AssetCheckResult:
     s = finai.load()
     x = load_inputs(s, context.partition_key)
     findings = future_sources(x.lineage, x.month)
@@ -31,7 +33,8 @@ def fitted_state_saw_only_training_months(finai: FinAIConfig) -> dg.AssetCheckRe
     manifest = json.loads((state_root(s) / current_version(s) / "manifest.json").read_text())
     train = tuple(manifest["train_months"])
     findings = fit_month_findings(manifest["fit_months"] + manifest["vocab_months"], train)
-    return dg.AssetCheckResult(passed=not findings, description="; ".join(findings) or f"fitted on {train[0]}..{train[1]}",
+    return dg.AssetCheckResult(passed=not findings,
+                               description="; ".join(findings) or f"fitted on {train[0]}..{train[1]}",
                                metadata={"fit_months": manifest["fit_months"], "train_months": list(train)})
 
 

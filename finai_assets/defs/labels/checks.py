@@ -17,7 +17,9 @@ from finai_models.phase0.leakage import early_label_windows, label_correlation_f
 
 @dg.asset_check(asset=labels, blocking=True, partitions_def=snapshot_months, pool=WAREHOUSE_POOL,
                 description="Class A: every label window opens at t+1 or later.")
-def label_windows_after_snapshot(context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def label_windows_after_snapshot(
+    context: dg.AssetCheckExecutionContext, warehouse: DuckDBResource
+) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
         rows = con.execute(f"SELECT task, first_offset, last_offset FROM {LABEL_SCHEMA}.label_lineage WHERE month = ?",
                            [M.first_day(context.partition_key)]).fetchall()
@@ -44,7 +46,8 @@ def labels_not_in_features(context: dg.AssetCheckExecutionContext, finai: FinAIC
     for group in s.feature_groups:
         part = pq.read_table(feature_path(s, group.name, month))
         if not np.array_equal(part["customer_id"].to_numpy(), ids):
-            return dg.AssetCheckResult(passed=False, description=f"{group.name} rows do not match the labels' customers")
+            return dg.AssetCheckResult(passed=False,
+                                       description=f"{group.name} rows do not match the labels' customers")
         part = part.drop_columns(["customer_id", "month"])
         columns += part.column_names
         blocks.append(np.stack([c.to_numpy() for c in part.columns], axis=1))
