@@ -1,8 +1,13 @@
-"""``finai-pipeline``: run the asset graph month by month on the local Dagster instance.
+"""``finai-pipeline``: run the whole asset graph on the local Dagster instance, stage by stage.
 
-Each month is its own run of ``monthly_refresh``, recorded in $DAGSTER_HOME so the UI
-(``dagster dev -w workspace.yaml``) shows every run, materialization and check. The first
-failing month stops the loop and is named, with the checks that failed.
+1. ``monthly_refresh`` for every month (the raw tables and their checks),
+2. ``phase0_state`` once (fitted on training months),
+3. ``phase0_month`` for every month (inputs, 17 feature groups, 13 labels, leakage checks),
+4. ``training`` once (split, normalization, schema, and its checks).
+
+Each is a recorded run in $DAGSTER_HOME, so the UI (``dagster dev -w workspace.yaml``) shows every
+run, materialization and check. The first failing run stops everything and is named with its
+failed checks.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from finai_models.progress import progress_bar
 
 # The progress bar reports progress; the console logger shows only problems (the UI keeps all events).
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+STAGES = ("raw", "phase0", "training")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="finai-pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--months", help="FIRST..LAST (YYYY-MM..YYYY-MM); default: every month of the dataset")
+    parser.add_argument("--until", choices=STAGES, default="training", help="last stage to run (default: training)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -36,6 +43,14 @@ def _months(spec: str | None, first: str, last: str) -> list[str]:
     if not wanted or outside:
         raise FinAIError(f"--months {spec}: the dataset's months are {first}..{last}")
     return wanted
+
+
+def _check(result, what: str) -> None:
+    if result.success:
+        return
+    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    errors = [e.message for e in result.all_events if e.is_step_failure]
+    raise FinAIError(f"{what} failed (run {result.run_id}); failed checks: {failed or 'none'}; {errors[:1]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,22 +67,32 @@ def main(argv: list[str] | None = None) -> int:
 
     from finai_assets.definitions import defs
 
-    job = defs().resolve_job_def("monthly_refresh")
-    with dg.DagsterInstance.get() as instance, progress_bar(len(months), "monthly_refresh", "month",
-                                                            enabled=not args.quiet) as bar:
-        for month in months:
-            result = job.execute_in_process(partition_key=month, instance=instance, raise_on_error=False,
-                                            run_config=QUIET_CONSOLE)
-            failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
-            if not result.success:
-                errors = [e.message for e in result.all_events if e.is_step_failure]
-                print(f"error: month {month} failed (run {result.run_id}); "
-                      f"failed checks: {failed or 'none'}; {errors[:1]}", file=sys.stderr)
-                return 1
-            bar.set_postfix(month=month)
-            bar.update(1)
-    print(f"materialized {len(months)} months ({months[0]}..{months[-1]}) into {settings.path('warehouse')}; "
-          f"Dagster home {instance.root_directory}")
+    definitions = defs()
+    stages = STAGES[: STAGES.index(args.until) + 1]
+    try:
+        with dg.DagsterInstance.get() as instance:
+            def run(job: str, what: str, partition: str | None = None) -> None:
+                result = definitions.resolve_job_def(job).execute_in_process(
+                    partition_key=partition, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
+                _check(result, what)
+
+            with progress_bar(len(months), "raw", "month", enabled=not args.quiet) as bar:
+                for month in months:
+                    run("monthly_refresh", f"raw month {month}", month)
+                    bar.update(1)
+            if "phase0" in stages:
+                run("phase0_state", "fitting the Phase-0 state")
+                with progress_bar(len(months), "phase0", "month", enabled=not args.quiet) as bar:
+                    for month in months:
+                        run("phase0_month", f"Phase-0 month {month}", month)
+                        bar.update(1)
+            if "training" in stages:
+                run("training", "the training set")
+    except FinAIError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"ran {', '.join(stages)} for {len(months)} months ({months[0]}..{months[-1]}); warehouse "
+          f"{settings.path('warehouse')}; Dagster home {instance.root_directory}")
     return 0
 
 

@@ -29,6 +29,7 @@ PIPELINE_SPEC = {
     "raw_checks": {"max_null_fraction": float, "min_rows_per_month": int},
     "leakage": {"max_abs_corr": float, "max_single_feature_auc": float, "scan_rows": int},
     "dead_group": {"min_lift": float, "rows": int},
+    "training_set": {"max_rows_per_month": int},
 }
 PERSONA_SPEC = {
     "weight": float, "latent_mean": [float], "age": [float], "income": [float], "tenure": [float],
@@ -49,7 +50,8 @@ GENERATOR_SPEC = {
     },
     "products": {
         "base_rates": [float], "persona_multipliers": MapOf([float]), "group_latent": MapOf(str),
-        "intent_rate": float, "intent_group_weight": MapOf(float), "intent_months": [int], "intent_conversion": float,
+        "intent_rate": float, "intent_group_weight": MapOf(float), "intent_months": [int],
+        "momentum_months": int, "momentum_boost": float, "intent_conversion": float,
         "spontaneous_rate": float, "closure_rate": float, "lifecycle_intent": MapOf(float),
         "lifecycle_closure": MapOf(float), "new_customer_products": MapOf(float),
     },
@@ -86,7 +88,7 @@ TASKS_SPEC = {"tasks": [{
 FEATURES_SPEC = {
     "lookback_months": int, "txn_days": int, "fit_sample_customers": int, "fit_months": int, "seed": int,
     "mcc_vocab_size": int, "mcc_multihot_size": int,
-    "groups": [{"name": str, "dim": int, "needs_transactions": bool}],
+    "groups": [{"name": str, "dim": int, "needs_transactions": bool, "experts": [str]}],
 }
 PRODUCTS_SPEC = {
     "products": [{"name": str, "column": str}],
@@ -112,6 +114,7 @@ class FeatureGroup:
     name: str
     dim: int
     needs_transactions: bool
+    experts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -299,7 +302,8 @@ def load_settings(config_dir: Path | str | None = None, dataset: str | None = No
 
     features_file = cdir / "feature_groups.yaml"
     features = _load(features_file, FEATURES_SPEC)
-    groups = tuple(FeatureGroup(**g) for g in features["groups"])
+    groups = tuple(FeatureGroup(g["name"], g["dim"], g["needs_transactions"], tuple(g["experts"]))
+                   for g in features["groups"])
     phase0 = {k: v for k, v in features.items() if k != "groups"}
 
     split = {}

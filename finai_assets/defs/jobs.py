@@ -5,6 +5,7 @@ import dagster as dg
 from finai_assets.defs.features.assets import feature_group_assets, fitted_state, month_inputs
 from finai_assets.defs.labels.assets import labels
 from finai_assets.defs.raw.assets import card_transactions, customers, monthly_snapshots, raw_dataset
+from finai_assets.defs.training.assets import training_set
 
 monthly_refresh = dg.define_asset_job(
     "monthly_refresh",
@@ -24,4 +25,10 @@ phase0_month = dg.define_asset_job(
     selection=dg.AssetSelection.assets(month_inputs, *feature_group_assets, labels),
     description="One snapshot month of Phase 0: inputs, the 17 feature groups, the 13 labels, and their "
                 "blocking leakage checks.",
+)
+
+training = dg.define_asset_job(
+    "training",
+    selection=dg.AssetSelection.assets(training_set),
+    description="Split, normalize and check the training set over every month's features and labels.",
 )

@@ -114,6 +114,7 @@ class Panel:
                      * rng.standard_normal((n, params.pref_base.shape[1]))).astype(np.float32)
         self.intent_product = np.full(n, -1, np.int16)
         self.intent_left = np.zeros(n, np.int8)
+        self.since_purchase = np.full(n, 99, np.int16)   # months since the last intended purchase
         self.attrition_left = np.zeros(n, np.int8)
         self.spend_level = np.ones(n, np.float32)
         self.t = 0
@@ -180,10 +181,14 @@ class Panel:
         buy = due[rng.random(len(due)) < prods["intent_conversion"]]
         self.holdings[buy, self.intent_product[buy]] = True
         self.intent_product[due] = -1
+        self.since_purchase = np.minimum(self.since_purchase + 1, 99).astype(np.int16)
+        self.since_purchase[buy] = 0
 
-        # New intents, more often for growing customers and those whose drives point at a product.
+        # New intents, more often for growing customers, for those whose drives point at a product, and
+        # right after a purchase (customers in buying mode cross-buy).
         life = self.situations[:, 1]
-        start_p = prods["intent_rate"] * p.lifecycle_intent[life]
+        momentum = np.where(self.since_purchase <= prods["momentum_months"], prods["momentum_boost"], 1.0)
+        start_p = prods["intent_rate"] * p.lifecycle_intent[life] * momentum
         candidates = np.flatnonzero(present & ~joining & (self.intent_left == 0) & (self.attrition_left == 0)
                                     & (rng.random(self.n) < start_p))
         if len(candidates):

@@ -70,13 +70,17 @@ def label_correlation_findings(features: np.ndarray, columns: list[str], labels:
     Multiclass labels are scanned one class at a time (one-vs-rest indicators).
     """
     findings = []
+    rank_cache: dict[bytes, np.ndarray] = {}
     for task in tasks:
         y = labels[task.name]
         keep = ~np.isnan(y)
         if keep.sum() < 10:
             continue
         x, yk = features[keep], y[keep]
-        x_ranks = ranks(x)
+        key = np.packbits(keep).tobytes()
+        if key not in rank_cache:  # tasks with the same observable rows share one ranking of the features
+            rank_cache[key] = ranks(x)
+        x_ranks = rank_cache[key]
         targets = {task.name: yk}
         if task.type == "multiclass":
             targets = {f"{task.name}=={int(c)}": (yk == c).astype(float) for c in np.unique(yk)

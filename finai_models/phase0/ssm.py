@@ -57,6 +57,13 @@ def _per_step(M: torch.Tensor, dim: int) -> torch.Tensor:
     return M.repeat_interleave(dim // groups, dim=1).permute(3, 0, 1, 2)
 
 
+def _readout(state: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """``<state, C>`` over the state dimension: one batched matmul when C is shared by all channels."""
+    if C.shape[-2] == 1 and C.shape[0] == state.shape[0]:
+        return torch.matmul(state, C.transpose(-1, -2)).squeeze(-1)
+    return (state * C).sum(-1)
+
+
 def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    D: torch.Tensor | None = None, z: torch.Tensor | None = None,
                    delta_bias: torch.Tensor | None = None, delta_softplus: bool = False,
@@ -85,7 +92,7 @@ def selective_scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: tor
     for t in range(u.shape[2]):
         decay = torch.exp(delta_t[t, :, :, None] * A)
         state = torch.addcmul(du_t[t, :, :, None] * B_t[min(t, len(B_t) - 1)], decay, state)
-        ys.append(torch.matmul(state, C_t[min(t, len(C_t) - 1)].unsqueeze(-1)).squeeze(-1))
+        ys.append(_readout(state, C_t[min(t, len(C_t) - 1)]))
     y = torch.stack(ys, dim=2)
     if D is not None:
         y = y + u * D.float()[:, None]

@@ -41,8 +41,10 @@ def fitted_state_saw_only_training_months(finai: FinAIConfig) -> dg.AssetCheckRe
 def _not_constant_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     name = asset.key.path[-1]
 
-    @dg.asset_check(asset=asset, name=f"{name}_is_informative", blocking=True, partitions_def=snapshot_months,
-                    description="The group is neither constant nor all zero for the month.")
+    @dg.asset_check(asset=asset, name=f"{name}_is_informative", partitions_def=snapshot_months,
+                    description="Warns when the group is constant or all zero for the month (expected only in the "
+                                "first months, before any history exists); the blocking dead-group check runs on "
+                                "the training set.")
     def _check(context: dg.AssetCheckExecutionContext, finai: FinAIConfig) -> dg.AssetCheckResult:
         s = finai.load()
         table = pq.read_table(feature_path(s, name, context.partition_key)).drop_columns(["customer_id", "month"])
@@ -50,7 +52,8 @@ def _not_constant_check(asset: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
         varying = int((values.std(axis=0) > 0).sum()) if len(values) else 0
         nonzero = bool(np.any(values != 0))
         passed = varying > 0 and nonzero
-        return dg.AssetCheckResult(passed=passed, description=f"{varying}/{values.shape[1]} columns vary",
+        return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN,
+                                   description=f"{varying}/{values.shape[1]} columns vary",
                                    metadata={"varying_columns": varying, "all_zero": not nonzero})
 
     return _check

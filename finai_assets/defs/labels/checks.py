@@ -39,8 +39,8 @@ def labels_not_in_features(context: dg.AssetCheckExecutionContext, finai: FinAIC
     s = finai.load()
     month = context.partition_key
     with warehouse.get_connection() as con:
-        table = con.execute(f"SELECT * FROM {LABEL_SCHEMA}.labels WHERE month = ? ORDER BY customer_id",
-                            [M.first_day(month)]).to_arrow_table()
+        table = con.sql(f"SELECT * FROM {LABEL_SCHEMA}.labels WHERE month = DATE '{M.first_day(month)}' "
+                        "ORDER BY customer_id").to_arrow_table()
     ids = table["customer_id"].to_numpy()
     columns, blocks = [], []
     for group in s.feature_groups:

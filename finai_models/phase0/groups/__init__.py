@@ -20,6 +20,13 @@ REGISTRY: dict[str, str] = {
     "txn_rolling_stats": "sql:TxnRollingStats",
     "mcc_top30_multihot": "sql:MccTop30Multihot",
     "recent_acquisition_multihot": "sql:RecentAcquisitionMultihot",
+    "tda_global": "topology:TdaGlobal",
+    "tda_local": "topology:TdaLocal",
+    "product_hierarchy": "hyperbolic:ProductHierarchy",
+    "merchant_hierarchy": "hyperbolic:MerchantHierarchy",
+    "hmm_states": "statespace:HmmStates",
+    "gmm_clustering": "clustering:GmmClustering",
+    "model_derived": "dynamics:ModelDerived",
 }
 
 

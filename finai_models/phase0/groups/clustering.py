@@ -2,7 +2,7 @@
 
 The mixture uses full covariances because its inputs are strongly correlated (3- vs 12-month
 spend, transaction count vs distinct MCCs): a diagonal model would spend several components
-tracing one correlated direction instead of separating customer types, and with about ten
+tracing one correlated direction instead of separating customer types, and with eleven
 inputs full covariances cost little. A ridge on every covariance keeps components that sit on
 a discrete value (is_active, num_products) from collapsing onto it.
 
@@ -148,16 +148,17 @@ def fit_gmm(points: np.ndarray, k: int, rng: np.random.Generator) -> tuple[Gauss
     for _ in range(N_INIT):
         labels = nearest(points, kmeans_plus_plus(points, k, rng))
         model = GaussianMixture.from_responsibilities(points, np.eye(k)[labels])
-        starts.append(_em(points, model, SCREEN_ITER, min_members))
+        starts.append(run_em(points, model, SCREEN_ITER, min_members))
     model, _, _ = max(starts, key=lambda run: run[1])
-    model, mean_ll, dead = _em(points, model, MAX_ITER, min_members)
+    model, mean_ll, dead = run_em(points, model, MAX_ITER, min_members)
     if dead:
         raise RuntimeError(f"a mixture of {k} components left {dead} of them without customers; lower K")
     order = np.argsort(model.means[:, SPEND_12M], kind="stable")
     return GaussianMixture(model.weights[order], model.means[order], model.covs[order]), mean_ll
 
 
-def _em(points: np.ndarray, model: GaussianMixture, steps: int, min_members: int) -> tuple[GaussianMixture, float, int]:
+def run_em(points: np.ndarray, model: GaussianMixture, steps: int,
+           min_members: int) -> tuple[GaussianMixture, float, int]:
     """Up to ``steps`` EM iterations; returns the last evaluated model, its mean log-likelihood and
     how many components still win fewer than ``min_members`` points (re-seeded while steps remain)."""
     previous = -np.inf

@@ -57,7 +57,7 @@ def einstein_midpoint(weights: np.ndarray, points: np.ndarray) -> np.ndarray:
 def product_tree(settings: Settings) -> tuple[list[str], np.ndarray]:
     """Nodes (root, the nba groups in config order, the products in config order) and parents.
 
-    A product in no group hangs from the root.
+    A product in no group hangs from the root; one listed in several groups from the first.
     """
     groups = list(settings.nba_groups)
     names = ["root", *(f"group:{g}" for g in groups), *settings.products]
@@ -181,17 +181,18 @@ def mcc_disk(mcc: MccHierarchy, l1_radius: float = 0.7, l2_radius: float = 0.9) 
     """
     n1 = len(mcc.l1_names)
     sector = 2 * np.pi / n1
+    l1_angle = np.arange(n1) * sector
     l2_to_l1 = np.asarray(mcc.l2_to_l1)
     l2_angle = np.zeros(len(l2_to_l1))
     for parent in range(n1):
         children = np.flatnonzero(l2_to_l1 == parent)
-        l2_angle[children] = parent * sector + (np.arange(len(children)) - (len(children) - 1) / 2) * sector / len(
-            children)
-    l1_angle = np.arange(n1) * sector
+        offsets = (np.arange(len(children)) - (len(children) - 1) / 2) * sector / max(len(children), 1)
+        l2_angle[children] = l1_angle[parent] + offsets
+    return _on_circle(l1_angle, l1_radius), _on_circle(l2_angle, l2_radius)
 
-    def on_circle(angle: np.ndarray, radius: float) -> np.ndarray:
-        return radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-    return on_circle(l1_angle, l1_radius), on_circle(l2_angle, l2_radius)
+
+def _on_circle(angle: np.ndarray, radius: float) -> np.ndarray:
+    return radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
 
 
 def _grouped_midpoint(points: np.ndarray, index: np.ndarray, group: np.ndarray, weight: np.ndarray,

@@ -25,8 +25,8 @@ from finai_models.phase0.inputs import SERIES, MonthInputs
 from finai_models.phase0.ssm import MambaBlock, torch_session
 
 D_INNER, D_STATE, D_CONV, DT_RANK = 64, 8, 3, 4
-EPOCHS, BATCH, LR = 4, 256, 3e-3
-INFER_BATCH = 16384
+EPOCHS, BATCH, LR = 2, 512, 3e-3
+INFER_BATCH = 4096
 
 
 class NextMonthModel(nn.Module):
@@ -61,7 +61,7 @@ class MambaTemporal(FeatureGroupModel):
         self.mean = np.zeros(len(SERIES), np.float32)
         self.std = np.ones(len(SERIES), np.float32)
         self.model: NextMonthModel | None = None
-        self.fit_losses: list[float] = []   # self-supervised loss before training, then after each epoch
+        self.fit_losses: list[float] = []   # loss before training, then the mean loss of each epoch
 
     def _inputs(self, series: np.ndarray, present: np.ndarray) -> np.ndarray:
         """``[n, l, len(SERIES) + 1]``: standardised signed-log series (0 where absent) and the present flag."""
@@ -83,17 +83,9 @@ class MambaTemporal(FeatureGroupModel):
             self.model = NextMonthModel(inputs.shape[-1], self.dim, len(SERIES))
             optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
             with torch.no_grad():
-                self.fit_losses = [float(self.model.loss(inputs, mask))]
+                self.fit_losses = [_epoch(self.model, inputs, mask, torch.arange(len(inputs)))]
             for _ in range(EPOCHS):
-                order, total = torch.randperm(len(inputs)), 0.0
-                for start in range(0, len(inputs), BATCH):
-                    batch = order[start:start + BATCH]
-                    loss = self.model.loss(inputs[batch], mask[batch])
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.item() * len(batch)
-                self.fit_losses.append(total / len(inputs))
+                self.fit_losses.append(_epoch(self.model, inputs, mask, torch.randperm(len(inputs)), optimizer))
         self.model.eval()
 
     def transform(self, x: MonthInputs, con: duckdb.DuckDBPyConnection) -> np.ndarray:
@@ -118,3 +110,18 @@ class MambaTemporal(FeatureGroupModel):
 
     def column_names(self):
         return [f"mamba_{i:02d}" for i in range(self.dim)]
+
+
+def _epoch(model: NextMonthModel, inputs: torch.Tensor, mask: torch.Tensor, order: torch.Tensor,
+           optimizer: torch.optim.Optimizer | None = None) -> float:
+    """One pass over ``inputs`` in ``order`` (an Adam step per batch when ``optimizer`` is given): the mean loss."""
+    total = 0.0
+    for start in range(0, len(order), BATCH):
+        batch = order[start:start + BATCH]
+        loss = model.loss(inputs[batch], mask[batch])
+        if optimizer is not None:
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        total += loss.item() * len(batch)
+    return total / len(order)

@@ -13,6 +13,10 @@ is needed. Per mode: decoded state at t, posterior over the K states at t, dwell
 months up to t decoded in that state) and the entropy (nats) of that state's transition row,
 so K + 3 columns. States are numbered by their mean of the mode's first observation, so ids
 are ordinal (e.g. journey state 4 explores the most MCCs).
+
+Fitting is deterministic: observations are standardized with training statistics, states
+start from seeded k-means++ centres, EM runs at most ``MAX_ITER`` iterations with a relative
+tolerance, and variances are floored so no state collapses onto a discrete value.
 """
 
 from __future__ import annotations
@@ -27,11 +31,6 @@ from finai_models.phase0.groups.clustering import kmeans_plus_plus, nearest
 from finai_models.phase0.inputs import MonthInputs
 
 MODES = {"journey": 5, "lifecycle": 5, "behaviour": 6}
-OBSERVATIONS = {
-    "journey": ("log_distinct_mcc", "log_distinct_l2", "log_txn_count", "online_share"),
-    "lifecycle": ("num_products", "log_spend", "is_active", "log_tenure"),
-    "behaviour": ("log_avg_amount", "night_share", "online_share", "log_spend_change"),
-}
 MAX_ITER = 50
 TOL = 1e-5          # relative change of the total log-likelihood
 VAR_FLOOR = 0.05    # on standardized observations: no state narrower than sd 0.22
@@ -41,7 +40,14 @@ CHUNK = 100_000
 
 
 def mode_observations(x: MonthInputs, mode: str, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
-    """``[n, L, 4]`` float64 observations of ``mode`` per month (meaningless where not present)."""
+    """``[n, L, 4]`` float64 observations of ``mode`` per month (meaningless where not present).
+
+    journey: log1p distinct MCCs, log1p distinct L2s, log1p transactions, online share;
+    lifecycle: products held, log1p spend, is_active, log1p months since joining;
+    behaviour: log1p average amount, night share, online share, log1p-spend change from the
+    previous month (0 when that month is absent). Counts and amounts are log-scaled because
+    they are heavy-tailed and a Gaussian state would otherwise model only the tail.
+    """
     s = x.series[rows].astype(np.float64)
 
     def col(name):
@@ -164,21 +170,24 @@ def initial_hmm(obs: np.ndarray, mask: np.ndarray, k: int, rng: np.random.Genera
     sample = points[rng.choice(len(points), INIT_POINTS, replace=False)] if len(points) > INIT_POINTS else points
     centres = kmeans_plus_plus(sample, k, rng)
     labels = nearest(obs.reshape(-1, obs.shape[-1]), centres).reshape(mask.shape)
-    var = np.stack([points[labels[mask] == j].var(0) if (labels[mask] == j).sum() > 1 else points.var(0)
+    point_labels = labels[mask]
+    var = np.stack([points[point_labels == j].var(0) if (point_labels == j).sum() > 1 else points.var(0)
                     for j in range(k)])
     pairs = np.ones((k, k))
     both = mask[:, 1:] & mask[:, :-1]
     np.add.at(pairs, (labels[:, :-1][both], labels[:, 1:][both]), 1.0)
-    first = np.bincount(labels[mask.any(1), mask[mask.any(1)].argmax(1)], minlength=k) + 1.0
+    has = mask.any(1)
+    first = np.bincount(labels[has, mask[has].argmax(1)], minlength=k) + 1.0
     return GaussianHmm(first / first.sum(), pairs / pairs.sum(1, keepdims=True), centres,
                        np.maximum(var, VAR_FLOOR))
 
 
 def fit_hmm(obs: np.ndarray, mask: np.ndarray, k: int, rng: np.random.Generator) -> tuple[GaussianHmm, list[float]]:
-    """Baum-Welch for at most ``MAX_ITER`` iterations or until the relative gain is below ``TOL``.
+    """Baum-Welch from ``initial_hmm`` for at most ``MAX_ITER`` iterations or until the relative
+    gain in log-likelihood falls below ``TOL``; deterministic for a given ``rng``.
 
-    Returns the model whose log-likelihood was last evaluated (states ordered by the mean of the
-    first observation) and the log-likelihood history, which EM never lets decrease.
+    Returns the model (states ordered by their mean of the first observation) and the history of
+    the total log-likelihood, which EM never lets decrease.
     """
     model = initial_hmm(obs, mask, k, rng)
     obs, mask = time_major(obs, mask)
@@ -206,7 +215,7 @@ class HmmStates(FeatureGroupModel):
         self.scale: dict[str, np.ndarray] = {}
 
     def fit(self, train: list[MonthInputs], con: duckdb.DuckDBPyConnection) -> None:
-        limit = int(self.settings.phase0["fit_sample_customers"])
+        limit = int(self.settings.phase0["fit_sample_customers"]) // max(len(train), 1)
         rng = np.random.default_rng([self.seed, 1])
         rows = [np.sort(rng.choice(x.n, limit, replace=False)) if x.n > limit else np.arange(x.n) for x in train]
         mask = np.concatenate([x.present[r] for x, r in zip(train, rows, strict=True)])
