@@ -30,7 +30,12 @@ def test_definitions_load_and_jobs_select_something(settings):
     d = defs()
     dg.Definitions.validate_loadable(d)
     keys = {k.to_user_string() for k in d.resolve_all_asset_keys()}
-    assert keys == {"raw_dataset", "raw/customers", "raw/monthly_snapshots", "raw/card_transactions"}
+    raw = {"raw_dataset", "raw/customers", "raw/monthly_snapshots", "raw/card_transactions"}
+    features = {f"features/{g.name}" for g in settings.feature_groups}
+    assert keys == raw | features | {"phase0/month_inputs", "phase0/fitted_state", "labels/labels",
+                                     "training/training_set"}
+    for name in ("monthly_refresh", "phase0_state", "phase0_month", "training"):
+        assert d.resolve_job_def(name).asset_layer.executable_asset_keys, f"job {name} selects nothing"
     job = d.resolve_job_def("monthly_refresh")
     assert len(job.asset_layer.executable_asset_keys) == 4
     partitions = job.partitions_def.get_partition_keys()
@@ -176,9 +181,10 @@ def test_dg_cli_launches_a_month(tmp_path):
 def test_pipeline_command_runs_months_and_names_bad_input(tmp_path):
     env = {**os.environ, "FINAI_WORKDIR": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
     cmd = [sys.executable, "-m", "finai_assets.launch", "--quiet"]
-    proc = subprocess.run([*cmd, "--months", "2023-01..2023-02"], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*cmd, "--months", "2023-01..2023-02", "--until", "raw"], env=env, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "materialized 2 months (2023-01..2023-02)" in proc.stdout
+    assert "ran raw for 2 months (2023-01..2023-02)" in proc.stdout
     assert "telemetry:\n  enabled: false" in (tmp_path / "home" / "dagster.yaml").read_text()
     assert _rows(tmp_path / "warehouse.duckdb", "monthly_snapshots", "2023-02") > 0
 

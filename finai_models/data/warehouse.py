@@ -73,3 +73,23 @@ def preview_markdown(con: duckdb.DuckDBPyConnection, query: str, params: list | 
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def load_dataset(con: duckdb.DuckDBPyConnection, settings, months: list[str] | None = None) -> dict[str, int]:
+    """Load every month (or the given ones) of the active raw dataset; returns rows per table.
+
+    The Dagster raw assets do the same month by month with checks; this is for scripts,
+    benchmarks and tests that need a warehouse without running the graph.
+    """
+    from finai_models.data.raw_schema import TABLES, schemas
+    from finai_models.data.store import month_file, require_manifest
+
+    manifest = require_manifest(settings.raw_dir)
+    schema = settings.pipeline["warehouse"]["raw_schema"]
+    expected = schemas(settings.products)
+    rows = dict.fromkeys(TABLES, 0)
+    for month in months or manifest["months"]:
+        for table in TABLES:
+            rows[table] += load_month(con, schema, table, month_file(settings.raw_dir, table, month), month,
+                                      expected[table])
+    return rows

@@ -10,9 +10,7 @@ import pytest
 
 from finai_models.config import Settings, load_settings
 from finai_models.data.generate import generate_synthetic
-from finai_models.data.raw_schema import TABLES, schemas
-from finai_models.data.store import month_file
-from finai_models.data.warehouse import load_month
+from finai_models.data.warehouse import load_dataset
 from finai_models.phase0.inputs import MonthInputs, build_month_inputs
 
 TRAIN_MONTHS = ("2023-09", "2023-12")
@@ -33,13 +31,10 @@ class Phase0Env:
 
 
 def build_warehouse(settings: Settings, customers: int, seed: int) -> Path:
-    manifest = generate_synthetic(settings, settings.raw_dir, customers, 36, seed, progress=False)
+    generate_synthetic(settings, settings.raw_dir, customers, 36, seed, progress=False)
     path = settings.path("warehouse")
     with duckdb.connect(str(path)) as con:
-        for month in manifest["months"]:
-            for table in TABLES:
-                load_month(con, "raw", table, month_file(settings.raw_dir, table, month), month,
-                           schemas(settings.products)[table])
+        load_dataset(con, settings)
     return path
 
 

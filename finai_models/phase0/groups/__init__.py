@@ -27,6 +27,8 @@ REGISTRY: dict[str, str] = {
     "hmm_states": "statespace:HmmStates",
     "gmm_clustering": "clustering:GmmClustering",
     "model_derived": "dynamics:ModelDerived",
+    "mamba_temporal": "mamba:MambaTemporal",
+    "graph_collaborative": "graph:GraphCollaborative",
 }
 
 

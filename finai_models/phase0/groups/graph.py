@@ -14,10 +14,11 @@ degree. ``v`` and ``deg`` are the fitted state, so any customer (seen in trainin
 embedded from its own items at t: inductive, and identical items give identical rows.
 
 BPR training holds out edges: each epoch splits the edges into folds and, per fold, propagates
-over the other folds and ranks each held-out (customer, item) above a random item the customer
-does not have. Predicting an item from the customer's *other* items is what makes items that
-co-occur land close together; scoring an edge that is also in the propagation graph would
-reward a customer's own items trivially. Columns: 64 embedding dims, the embedding's norm and
+over the other folds and ranks each held-out (customer, item) above an item the customer does
+not have, drawn in proportion to item popularity. Predicting an item from the customer's *other*
+items is what makes items that co-occur land close together; scoring an edge that is also in the
+propagation graph would reward a customer's own items trivially, and uniform negatives would
+reward popularity alone. Columns: 64 embedding dims, the embedding's norm and
 log1p of the number of items (the extras are defined, 0, for customers with no items).
 """
 
