@@ -29,10 +29,10 @@ from finai_assets.defs.training.checks import (
     training_rows_have_no_label_leakage,
 )
 from finai_models.config import REPO_ROOT, load_settings
-from finai_models.phase0.groups import group_class
-from finai_models.phase0.labels import compute_labels
 from finai_models.data.generate import generate_synthetic
 from finai_models.data.warehouse import load_dataset
+from finai_models.phase0.groups import group_class
+from finai_models.phase0.labels import compute_labels
 
 SPLIT = {"train": ["2023-11", "2023-12"], "validation": ["2024-07", "2024-07"], "test": ["2025-02", "2025-02"]}
 MONTHS = ["2023-11", "2023-12", "2024-07", "2025-02"]
