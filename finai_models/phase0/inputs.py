@@ -25,6 +25,7 @@ import numpy as np
 from finai_models import months as M
 from finai_models.config import Settings
 from finai_models.data.raw_schema import product_column
+from finai_models.errors import FinAIError
 
 SERIES = ("spend", "txn_count", "distinct_mcc", "distinct_l2", "avg_amount", "online_share", "night_share",
           "num_products", "is_active", "log_income", "income_known")
@@ -107,9 +108,32 @@ def register_mcc_table(con: duckdb.DuckDBPyConnection, settings: Settings) -> No
     con.execute(f"CREATE OR REPLACE TEMP TABLE mcc_map AS SELECT * FROM (VALUES {rows}) t(mcc, l2, l1)")
 
 
+def loaded_months(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, set[str]]:
+    """Months present in each raw table of the warehouse."""
+    return {table: {r[0] for r in con.execute(
+        f"SELECT DISTINCT strftime(month, '%Y-%m') FROM {schema}.{table}").fetchall()}
+        for table in ("customers", "monthly_snapshots", "card_transactions")}
+
+
+def require_months(con: duckdb.DuckDBPyConnection, settings: Settings, months: list[str], why: str) -> None:
+    """Fail naming the raw months (within the dataset's range) that the warehouse lacks."""
+    schema = settings.pipeline["warehouse"]["raw_schema"]
+    first, last = settings.months
+    wanted = [m for m in months if first <= m <= last]
+    missing = []
+    for table, have in loaded_months(con, schema).items():
+        if table == "card_transactions" and not have:  # a dataset without card data (Santander)
+            continue
+        missing += [f"{table} {m}" for m in wanted if m not in have]
+    if missing:
+        raise FinAIError(f"{why} needs raw months that are not in the warehouse: {', '.join(missing[:6])}"
+                         f"{' ...' if len(missing) > 6 else ''}; materialize raw/* for them first")
+
+
 def build_month_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, month: str) -> MonthInputs:
     schema = settings.pipeline["warehouse"]["raw_schema"]
     lookback = settings.phase0["lookback_months"]
+    require_months(con, settings, M.month_range(M.shift(month, -(lookback - 1)), month), f"Phase 0 of {month}")
     first = M.first_day(M.shift(month, -(lookback - 1)))
     t = M.first_day(month)
     end = month_end(month)

@@ -18,7 +18,7 @@ import pyarrow as pa
 from finai_models import months as M
 from finai_models.config import Settings, Task
 from finai_models.data.raw_schema import SEGMENTS, product_column
-from finai_models.phase0.inputs import register_mcc_table
+from finai_models.phase0.inputs import register_mcc_table, require_months
 
 ARROW_TYPES = {"binary": pa.int8(), "multiclass": pa.int16(), "regression": pa.float32()}
 
@@ -142,6 +142,10 @@ def compute_labels(con: duckdb.DuckDBPyConnection, settings: Settings, month: st
     schema = settings.pipeline["warehouse"]["raw_schema"]
     register_mcc_table(con, settings)
     available = _available_months(con, schema)
+    horizon = max(t.window[1] for t in tasks)
+    latest = max(available) if available else month
+    require_months(con, settings, M.month_range(M.shift(month, -2), min(M.shift(month, horizon), latest)),
+                   f"the labels of {month}")
     observable = {t.name: all(M.shift(month, k) in available for k in range(t.window[0], t.window[1] + 1))
                   for t in tasks}
     table = con.sql(label_sql(settings, tasks, month, vocab)).to_arrow_table()

@@ -195,3 +195,31 @@ def test_constant_group_is_caught_as_dead(env, tmp_path, monkeypatch):
     result = _materialize(planted, [training_set], [no_dead_feature_group])
     evaluation = next(e for e in result.get_asset_check_evaluations())
     assert not evaluation.passed and evaluation.metadata["dead"].value == ["product_hierarchy"]
+
+
+def test_missing_upstream_month_is_named_and_nothing_recorded(env, tmp_path):
+    planted = env.copy(tmp_path)
+    with duckdb.connect(str(planted.root / "warehouse.duckdb")) as con:
+        con.execute("DELETE FROM raw.monthly_snapshots WHERE month = DATE '2023-10-01'")
+    result = _materialize(planted, MONTH_ASSETS, MONTH_CHECKS, partition=PLANT_MONTH)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "needs raw months that are not in the warehouse: monthly_snapshots 2023-10" in str(
+        failure.event_specific_data.error)
+    assert not _materialized(result)
+
+
+def test_group_dim_disagreeing_with_config_is_named(env, tmp_path):
+    planted = env.copy(tmp_path)
+    config_dir = tmp_path / "configs"
+    shutil.copytree(env.config_dir, config_dir)
+    features = yaml.safe_load((config_dir / "feature_groups.yaml").read_text())
+    next(g for g in features["groups"] if g["name"] == "txn_behavior")["dim"] = 15
+    (config_dir / "feature_groups.yaml").write_text(yaml.safe_dump(features, sort_keys=False))
+    behaviour = next(a for a in feature_group_assets if a.key.path[-1] == "txn_behavior")
+    finai = FinAIConfig(config_dir=str(config_dir), workdir=str(planted.root))
+    before = (planted.root / "artifacts/phase0/features/txn_behavior/2023-12.parquet").stat().st_mtime_ns
+    result = _materialize(planted, [behaviour], [], partition=PLANT_MONTH, finai=finai)
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "feature group txn_behavior produced 14 columns (14 names) but feature_groups.yaml says dim 15" in str(
+        failure.event_specific_data.error)
+    assert (planted.root / "artifacts/phase0/features/txn_behavior/2023-12.parquet").stat().st_mtime_ns == before
