@@ -1,5 +1,7 @@
 """The 13 labels per snapshot month, in DuckDB, from months strictly after t."""
 
+import json
+
 import dagster as dg
 import numpy as np
 import pyarrow as pa
@@ -43,8 +45,6 @@ def _summary(table: pa.Table, tasks) -> str:
 )
 def labels(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """phase0.labels: one row per customer present at t; null where the window is not observable yet."""
-    import json
-
     s = finai.load()
     month = context.partition_key
     vocab = json.loads((state_root(s) / current_version(s) / "manifest.json").read_text())["mcc_vocab"]
