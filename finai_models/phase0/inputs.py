@@ -130,7 +130,17 @@ def require_months(con: duckdb.DuckDBPyConnection, settings: Settings, months: l
                          f"{' ...' if len(missing) > 6 else ''}; materialize raw/* for them first")
 
 
-def build_month_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, month: str) -> MonthInputs:
+def month_customers(con: duckdb.DuckDBPyConnection, settings: Settings, month: str) -> np.ndarray:
+    """Ids of the customers present at ``month``, ascending."""
+    schema = settings.pipeline["warehouse"]["raw_schema"]
+    rows = con.execute(f"SELECT customer_id FROM {schema}.monthly_snapshots WHERE month = ? ORDER BY 1",
+                       [M.first_day(month)]).fetchnumpy()
+    return np.asarray(rows["customer_id"], np.int64)
+
+
+def build_month_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, month: str,
+                       customers: np.ndarray | None = None) -> MonthInputs:
+    """Inputs of month t for every present customer, or only for ``customers`` (a fitting sample)."""
     schema = settings.pipeline["warehouse"]["raw_schema"]
     lookback = settings.phase0["lookback_months"]
     require_months(con, settings, M.month_range(M.shift(month, -(lookback - 1)), month), f"Phase 0 of {month}")
@@ -139,13 +149,18 @@ def build_month_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, month
     end = month_end(month)
     txn_start = end - dt.timedelta(days=settings.phase0["txn_days"])
     register_mcc_table(con, settings)
+    only = ""
+    if customers is not None:
+        con.execute("CREATE OR REPLACE TEMP TABLE inputs_sample AS SELECT unnest($1::BIGINT[]) AS customer_id",
+                    [np.asarray(customers, np.int64).tolist()])
+        only = "AND customer_id IN (SELECT customer_id FROM inputs_sample)"
     products = settings.products
     n_products = " + ".join(f"{product_column(p)}::INT" for p in products)
 
     base = con.execute(f"""
         SELECT c.customer_id, c.birth_year, c.join_date, c.gender, s.segment, c.region, c.channel
         FROM {schema}.customers c JOIN {schema}.monthly_snapshots s USING (customer_id, month)
-        WHERE c.month = $1 ORDER BY customer_id""", [t]).fetchnumpy()
+        WHERE c.month = $1 {only} ORDER BY customer_id""", [t]).fetchnumpy()
     ids = base["customer_id"].astype(np.int64)
     n = len(ids)
 
@@ -156,19 +171,19 @@ def build_month_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, month
                    avg((t.channel = 'online')::INT) AS online_share, avg((hour(t.ts) < 6)::INT) AS night_share,
                    max(t.ts) AS last_ts
             FROM {schema}.card_transactions t LEFT JOIN mcc_map m USING (mcc)
-            WHERE t.month BETWEEN $1 AND $2 GROUP BY ALL)
+            WHERE t.month BETWEEN $1 AND $2 {only} GROUP BY ALL)
         SELECT s.customer_id, s.month, coalesce(tx.spend, 0) AS spend, coalesce(tx.txn_count, 0) AS txn_count,
                coalesce(tx.distinct_mcc, 0) AS distinct_mcc, coalesce(tx.distinct_l2, 0) AS distinct_l2,
                coalesce(tx.spend / tx.txn_count, 0) AS avg_amount, coalesce(tx.online_share, 0) AS online_share,
                coalesce(tx.night_share, 0) AS night_share, ({n_products}) AS num_products,
                s.is_active::INT AS is_active, coalesce(ln(1 + s.income), 0) AS log_income,
-               (s.income IS NOT NULL)::INT AS income_known, tx.last_ts, {', '.join(map(product_column, products))}
+               (s.income IS NOT NULL)::INT AS income_known, datediff('month', $2, s.month) AS step,
+               {', '.join(map(product_column, products))}
         FROM {schema}.monthly_snapshots s LEFT JOIN tx USING (customer_id, month)
-        WHERE s.month BETWEEN $1 AND $2""", [first, t]).fetchnumpy()
+        WHERE s.month BETWEEN $1 AND $2 {only}""", [first, t]).fetchnumpy()
     rows = np.searchsorted(ids, monthly["customer_id"])
     keep = (rows < n) & (ids[np.minimum(rows, n - 1)] == monthly["customer_id"])
-    steps = np.array([M.diff(m.strftime("%Y-%m") if hasattr(m, "strftime") else str(m)[:7], month)
-                      for m in monthly["month"]]) + lookback - 1
+    steps = np.asarray(monthly["step"], np.int64) + lookback - 1
     rows, steps = rows[keep], steps[keep]
     series = np.zeros((n, lookback, len(SERIES)), np.float32)
     for j, name in enumerate(SERIES):
@@ -184,7 +199,7 @@ def build_month_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, month
                coalesce(m.l2, -1) AS l2, coalesce(m.l1, -1) AS l1, hour(t.ts) AS hour, t.merchant_id,
                t.channel = 'online' AS online
         FROM {schema}.card_transactions t LEFT JOIN mcc_map m USING (mcc)
-        WHERE t.month BETWEEN $1 AND $2 AND t.ts >= $3
+        WHERE t.month BETWEEN $1 AND $2 AND t.ts >= $3 {only}
         ORDER BY t.customer_id, t.ts""", [M.first_day(M.shift(month, -7)), t, txn_start]).fetchnumpy()
     txn_rows = np.searchsorted(ids, txn["customer_id"])
     in_base = (txn_rows < n) & (ids[np.minimum(txn_rows, max(n - 1, 0))] == txn["customer_id"]) if n else \

@@ -76,18 +76,22 @@ class TxnLagTensor(_VocabGroup):
         self.vocab_size = int(settings.phase0["mcc_vocab_size"])
         self.k = dim // len(LAG_FIELDS)
 
+    CHUNK_CUSTOMERS = 150_000   # one window query per id range keeps DuckDB's sort within memory at 1M
+
     def transform(self, x: MonthInputs, con: duckdb.DuckDBPyConnection) -> np.ndarray:
-        rows = con.sql(f"""
-            SELECT customer_id, rn, amount, {self._vocab_case('mcc', len(self.vocab) + 1)} AS mcc_class, days,
-                   hour(ts) AS hour
-            FROM (SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY ts DESC) AS rn
-                  FROM ({_recent_txn_sql(self.settings, x.month)}))
-            WHERE rn <= {self.k}""").fetchnumpy()
         out = np.zeros((x.n, self.k, len(LAG_FIELDS)), np.float32)
-        pos, rows = _align(x.customer_id, rows)
-        lag = rows["rn"].astype(np.int64) - 1
-        for j, col in enumerate(("amount", "mcc_class", "days", "hour")):
-            out[pos, lag, j] = rows[col]
+        bounds = x.customer_id[::self.CHUNK_CUSTOMERS].tolist() + [int(x.customer_id[-1]) + 1] if x.n else []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            rows = con.sql(f"""
+                SELECT customer_id, rn, amount, {self._vocab_case('mcc', len(self.vocab) + 1)} AS mcc_class, days,
+                       hour(ts) AS hour
+                FROM (SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY ts DESC) AS rn
+                      FROM ({_recent_txn_sql(self.settings, x.month)}) WHERE customer_id >= {lo} AND customer_id < {hi})
+                WHERE rn <= {self.k}""").fetchnumpy()
+            pos, rows = _align(x.customer_id, rows)
+            lag = rows["rn"].astype(np.int64) - 1
+            for j, col in enumerate(("amount", "mcc_class", "days", "hour")):
+                out[pos, lag, j] = rows[col]
         return out.reshape(x.n, -1)
 
     def column_names(self):

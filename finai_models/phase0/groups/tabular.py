@@ -109,13 +109,21 @@ class TxnBehavior(FeatureGroupModel):
         return list(self.NAMES)
 
 
-def _median_per_customer(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Median per customer (0 where none): sort within customers once, read the middle."""
-    n = len(offsets) - 1
+def _owner_keys(values: np.ndarray, offsets: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted int64 keys ``owner << bits | value`` (values must be non-negative and < 2**bits), and owners."""
     counts = np.diff(offsets)
-    owner = np.repeat(np.arange(n), counts)
-    ordered = values[np.lexsort((values, owner))].astype(np.float64)
-    out = np.zeros(n)
+    owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    keys = np.sort((owner << bits) | values.astype(np.int64))
+    return keys, keys >> bits
+
+
+def _median_per_customer(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Median per customer (0 where none), to the cent: one sort of packed (customer, cents) keys."""
+    counts = np.diff(offsets)
+    cents = np.clip(np.round(values.astype(np.float64) * 100), 0, 2**30 - 1)
+    keys, _ = _owner_keys(cents, offsets, 30)
+    ordered = (keys & (2**30 - 1)).astype(np.float64) / 100
+    out = np.zeros(len(counts))
     has = counts > 0
     lo = offsets[:-1][has] + (counts[has] - 1) // 2
     hi = offsets[:-1][has] + counts[has] // 2
@@ -124,13 +132,13 @@ def _median_per_customer(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _distinct_per_customer(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Number of distinct values per customer, without a Python loop over customers."""
+    """Number of distinct non-negative values per customer, from one sort of packed keys."""
     n = len(offsets) - 1
-    owner = np.repeat(np.arange(n), np.diff(offsets))
-    if not len(owner):
+    if not offsets[-1]:
         return np.zeros(n)
-    pairs = np.unique(np.stack([owner, values.astype(np.int64)], axis=1), axis=0)
-    return np.bincount(pairs[:, 0], minlength=n).astype(np.float64)
+    keys, owner = _owner_keys(values, offsets, 36)
+    first = np.concatenate([[True], keys[1:] != keys[:-1]])
+    return np.bincount(owner[first], minlength=n).astype(np.float64)
 
 
 class DerivedTemporal(FeatureGroupModel):

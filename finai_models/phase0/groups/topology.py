@@ -237,7 +237,7 @@ class TdaGlobal(_TdaGroup):
 
 
 class TdaLocal(_TdaGroup):
-    """Rips persistence of the customer's last-90-day transactions (the 48 most recent at most).
+    """Rips persistence of the customer's last-90-day transactions (the 32 most recent at most).
 
     Each transaction is a point in R^6, every coordinate spanning about one unit: days before the
     end of t / 90, log1p(amount) standardised on training transactions and halved, the hour on a
@@ -248,7 +248,7 @@ class TdaLocal(_TdaGroup):
 
     name = "tda_local"
     DAYS = 90.0
-    MAX_POINTS = 48
+    MAX_POINTS = 32
 
     def __init__(self, settings, dim):
         super().__init__(settings, dim)
