@@ -76,16 +76,16 @@ def main(argv: list[str] | None = None) -> int:
                     partition_key=partition, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
                 _check(result, what)
 
-            with progress_bar(len(months), "raw", "month", enabled=not args.quiet) as bar:
-                for month in months:
-                    run("monthly_refresh", f"raw month {month}", month)
-                    bar.update(1)
+            def run_months(job: str, stage: str) -> None:
+                with progress_bar(len(months), stage, "month", enabled=not args.quiet) as bar:
+                    for month in months:
+                        run(job, f"{stage} month {month}", month)
+                        bar.update(1)
+
+            run_months("monthly_refresh", "raw")
             if "phase0" in stages:
                 run("phase0_state", "fitting the Phase-0 state")
-                with progress_bar(len(months), "phase0", "month", enabled=not args.quiet) as bar:
-                    for month in months:
-                        run("phase0_month", f"Phase-0 month {month}", month)
-                        bar.update(1)
+                run_months("phase0_month", "phase0")
             if "training" in stages:
                 run("training", "the training set")
     except FinAIError as exc:

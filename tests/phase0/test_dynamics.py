@@ -23,26 +23,6 @@ def _named(group, values):
     return dict(zip(group.column_names(), values.T, strict=True))
 
 
-def test_contract(fitted, phase0_env):
-    group, values = fitted
-    assert values.shape == (phase0_env.month.n, 27) and values.dtype == np.float32
-    assert np.isfinite(values).all()
-    assert (values.std(axis=0) > 0).all(), "a constant column"
-    names = group.column_names()
-    assert len(names) == 27 and len(set(names)) == 27
-
-
-def test_deterministic_and_round_trip(fitted, phase0_env, tmp_path):
-    group, values = fitted
-    again = ModelDerived(phase0_env.settings, 27)
-    again.fit(phase0_env.train, None)
-    np.testing.assert_array_equal(again.transform(phase0_env.month, None), values)
-    group.save(tmp_path)
-    loaded = ModelDerived(phase0_env.settings, 27)
-    loaded.load(tmp_path)
-    np.testing.assert_array_equal(loaded.transform(phase0_env.later, None), group.transform(phase0_env.later, None))
-
-
 def test_rows_do_not_influence_each_other(fitted, phase0_env):
     """The reference ran its 'temporal' operators across customers; here a row depends on itself only."""
     group, values = fitted

@@ -41,28 +41,6 @@ def _with_txns(x, days, amount, l1, l2, merchant):
         txn_online=np.zeros(n, bool))
 
 
-@pytest.mark.parametrize(("cls", "dim"), GROUPS)
-def test_contract(fitted, phase0_env, cls, dim):
-    group, values = fitted[cls.name]
-    assert values.shape == (phase0_env.month.n, dim) and values.dtype == np.float32
-    assert np.isfinite(values).all()
-    assert (values.std(axis=0) > 0).all(), "a constant column"
-    names = group.column_names()
-    assert len(names) == dim and len(set(names)) == dim
-
-
-@pytest.mark.parametrize(("cls", "dim"), GROUPS)
-def test_deterministic_and_round_trip(fitted, phase0_env, cls, dim, tmp_path):
-    group, values = fitted[cls.name]
-    again = cls(phase0_env.settings, dim)
-    again.fit(phase0_env.train, None)
-    np.testing.assert_array_equal(again.transform(phase0_env.month, None), values)
-    group.save(tmp_path)
-    loaded = cls(phase0_env.settings, dim)
-    loaded.load(tmp_path)
-    np.testing.assert_array_equal(loaded.transform(phase0_env.later, None), group.transform(phase0_env.later, None))
-
-
 # --- product tree -------------------------------------------------------------------------------
 def test_product_tree_embedding_reconstructs_the_tree(fitted, phase0_env):
     group, _ = fitted["product_hierarchy"]

@@ -17,20 +17,6 @@ def _group(env, name, con):
     return group
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_contract(phase0_env, name, tmp_path):
-    with phase0_env.connect() as con:
-        group = _group(phase0_env, name, con)
-        out = group.transform(phase0_env.month, con)
-        assert out.shape == (phase0_env.month.n, group.dim) and out.dtype == np.float32
-        assert np.isfinite(out).all() and (out.std(axis=0) > 0).any()
-        assert len(group.column_names()) == group.dim == len(set(group.column_names()))
-        group.save(tmp_path)
-        again = group_class(name)(phase0_env.settings, group.dim)
-        again.load(tmp_path)
-        assert np.array_equal(again.transform(phase0_env.later, con), group.transform(phase0_env.later, con))
-
-
 def test_per_customer_median_and_distinct_match_numpy():
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 9, size=300)
