@@ -107,6 +107,8 @@ class Task:
     window: tuple[int, int]
     classes: int | None = None
     group: str | None = None
+    focal_alpha: float | None = None
+    top_k: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,7 @@ def load_settings(config_dir: Path | str | None = None, dataset: str | None = No
         _check(t.get("group") is None or t["group"] in prod["acquire_groups"], tasks_file,
                f"'tasks[{i}].group' is not an acquire group of products.yaml")
         tasks.append(Task(t["name"], t["type"], t["loss"], t["metric"], tuple(t["window"]),
-                          t.get("classes"), t.get("group")))
+                          t.get("classes"), t.get("group"), t.get("focal_alpha"), tuple(t.get("top_k") or ())))
 
     features_file = cdir / "feature_groups.yaml"
     features = _load(features_file, FEATURES_SPEC)

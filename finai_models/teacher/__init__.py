@@ -1,0 +1,1 @@
+"""The multi-task PLE teacher: heterogeneous experts, gates, losses, training and evaluation."""
