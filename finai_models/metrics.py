@@ -52,3 +52,42 @@ def abs_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(denom > 0, (xc * yc[:, None]).sum(axis=0) / denom, 0.0)
     return np.abs(r)
+
+
+def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """Average precision: the mean precision at each positive, ranked by score (ties broken by order)."""
+    order = np.argsort(-score, kind="stable")
+    hits = y[order] > 0
+    if not hits.any():
+        return float("nan")
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray, classes: int) -> float:
+    """Unweighted mean F1 over the classes that occur in ``y`` or ``pred``."""
+    y, pred = y.astype(np.int64), pred.astype(np.int64)
+    confusion = np.bincount(y * classes + pred, minlength=classes * classes).reshape(classes, classes)
+    tp = np.diag(confusion).astype(np.float64)
+    support, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    seen = (support + predicted) > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros(classes), where=seen)
+    return float(f1[seen].mean())
+
+
+def top_k_accuracy(y: np.ndarray, proba: np.ndarray, k: int) -> float:
+    top = np.argpartition(-proba, min(k, proba.shape[1]) - 1, axis=1)[:, :k]
+    return float((top == y.astype(np.int64)[:, None]).any(axis=1).mean())
+
+
+def ndcg_at_k(relevance: np.ndarray, score: np.ndarray, k: int) -> float:
+    """Mean NDCG@k over rows with at least one relevant item; ``relevance`` is 0/1 [n, items]."""
+    keep = relevance.sum(axis=1) > 0
+    if not keep.any():
+        return float("nan")
+    rel, sc = relevance[keep].astype(np.float64), score[keep]
+    order = np.argsort(-sc, axis=1, kind="stable")[:, :k]
+    discount = 1 / np.log2(np.arange(2, k + 2))
+    dcg = (np.take_along_axis(rel, order, axis=1) * discount[: order.shape[1]]).sum(axis=1)
+    ideal = (-np.sort(-rel, axis=1)[:, :k] * discount[: min(k, rel.shape[1])]).sum(axis=1)
+    return float((dcg / ideal).mean())

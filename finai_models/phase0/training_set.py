@@ -3,7 +3,8 @@
 Rows are (customer, snapshot month) pairs of the split's months, at most ``max_rows_per_month``
 each (seeded sample, the same customers in both passes). Pass 1 accumulates training statistics
 month by month; pass 2 writes ``train/validation/test.parquet`` with normalized features (plus
-``_log`` copies) and the 13 labels. ``feature_schema.json`` records column order, group ranges,
+``_log`` copies) and the 13 labels, with row-aligned side tensors (monthly sequence, persistence
+diagrams; ``side_inputs``) as ``<part>.<tensor>.npy``. ``feature_schema.json`` records column order, group ranges,
 expert routing and the normalizer, so training and serving read columns the same way.
 """
 
@@ -25,7 +26,10 @@ from finai_models.config import Settings
 from finai_models.data.store import fingerprint
 from finai_models.errors import FinAIError
 from finai_models.phase0.features import feature_path
+from finai_models.phase0.inputs import SERIES
 from finai_models.phase0.normalize import MomentAccumulator, Normalizer
+from finai_models.phase0.side_inputs import (SideInputs, month_side_inputs, save_side, sequence_moments,
+                                             standardise)
 
 SPLITS = ("train", "validation", "test")
 
@@ -97,7 +101,7 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
     max_rows = int(settings.pipeline["training_set"]["max_rows_per_month"])
     months = split_months(settings)
     columns, ranges = feature_columns(settings, months["train"][0])
-    identity = {"state": state_version, "split": settings.split, "groups": ranges, "max_rows": max_rows}
+    identity = {"state": state_version, "split": settings.split, "groups": ranges, "max_rows": max_rows, "side": 1}
     version = fingerprint(identity)
     out = settings.path("artifacts") / "training_set" / version
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +112,9 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
     normalizer = Normalizer.fit(acc)
     out_columns = normalizer.output_columns
     rows = {}
+    moments = None
     for part in SPLITS:
+        sides: list[SideInputs] = []
         fields = [pa.field("customer_id", pa.int64()), pa.field("month", pa.string())]
         fields += [pa.field(c, pa.float32()) for c in out_columns]
         fields += [pa.field(f"label__{t.name}", pa.float64()) for t in settings.tasks]
@@ -124,6 +130,10 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
                 arrays += [pa.array(data.labels[t.name]) for t in settings.tasks]
                 writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
                 rows[part] += len(data.customer_id)
+                sides.append(month_side_inputs(settings, month, data.customer_id))
+        side = SideInputs.concat(sides)
+        moments = moments or sequence_moments(side.sequence, side.sequence_mask)   # train comes first
+        save_side(standardise(side, *moments), out, part)
         os.replace(tmp, out / f"{part}.parquet")
         log(f"training set {part}: {rows[part]:,} rows from {len(months[part])} months")
     schema_doc = {
@@ -133,6 +143,9 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
                   for t in settings.tasks],
         "split": {p: list(settings.split[p]) for p in SPLITS}, "rows": rows,
         "normalizer": normalizer.to_json(),
+        "side": {"sequence_features": list(SERIES), "sequence_shape": list(side.sequence.shape[1:]),
+                 "sequence_mean": moments[0].tolist(), "sequence_std": moments[1].tolist(),
+                 "diagram_shape": list(side.diagrams.shape[1:3])},
     }
     tmp = out / "feature_schema.json.tmp"
     tmp.write_text(json.dumps(schema_doc, indent=1))

@@ -12,7 +12,7 @@ from finai_models.phase0.training_set import build_training_set
 
 
 @dg.asset(key=["training", "training_set"], group_name="training", kinds={"parquet"},
-          deps=[labels, fitted_state, *feature_group_assets], pool=WAREHOUSE_POOL, code_version="training-set-v1")
+          deps=[labels, fitted_state, *feature_group_assets], pool=WAREHOUSE_POOL, code_version="training-set-v2")
 def training_set(
     context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource
 ) -> dg.MaterializeResult:

@@ -35,7 +35,7 @@ from finai_models.phase0.inputs import MonthInputs
 
 CHUNK = 1024                 # customers per work unit
 BLOCK = 64                   # customers per distance-matrix batch within a chunk
-TOP_PAIRS = 16               # pairs per homology dimension kept by ``TdaLocal.diagrams``
+TOP_PAIRS = 16               # pairs per homology dimension kept by ``diagrams``
 H0_STATS = ("count", "mean_life", "max_life", "std_life", "entropy", "total", "min_life", "median_life")
 H1_STATS = ("count", "mean_life", "max_life", "std_life", "entropy", "total", "mean_birth", "mean_death")
 
@@ -180,6 +180,11 @@ class _TdaGroup(FeatureGroupModel):
         h0, h1 = self.bars(x)
         return np.concatenate([bar_stats(h0, x.n, 0), bar_stats(h1, x.n, 1)], axis=1).astype(np.float32)
 
+    def diagrams(self, x: MonthInputs) -> np.ndarray:
+        """[n, 2, TOP_PAIRS, 2] float32: the most persistent (birth, death) pairs of H0 and H1 (PersLay's input)."""
+        h0, h1 = self.bars(x)
+        return np.stack([top_pairs(h0, x.n, TOP_PAIRS), top_pairs(h1, x.n, TOP_PAIRS)], axis=1)
+
     def column_names(self) -> list[str]:
         return [f"{self.name}_h0_{s}" for s in H0_STATS] + [f"{self.name}_h1_{s}" for s in H1_STATS]
 
@@ -283,11 +288,6 @@ class TdaLocal(_TdaGroup):
             clouds[real] = self._points(x, rows[real])
             return clouds, sizes
         return build
-
-    def diagrams(self, x: MonthInputs) -> np.ndarray:
-        """[n, 2, TOP_PAIRS, 2] float32: the most persistent (birth, death) pairs of H0 and H1."""
-        h0, h1 = self.bars(x)
-        return np.stack([top_pairs(h0, x.n, TOP_PAIRS), top_pairs(h1, x.n, TOP_PAIRS)], axis=1)
 
     def state_dict(self):
         return {"amount_mean": np.array(self.amount_mean), "amount_std": np.array(self.amount_std)}

@@ -1,0 +1,145 @@
+"""One training run of the teacher (or a baseline) on a Phase-0 training set, start to finish.
+
+Shared by the shell entry point, the Dagster Pipes service and the ablation: load the split,
+build the ``ModelSpec`` from the feature schema and ``configs/feature_groups.yaml``, fit the input
+scaler on training rows, train with checkpoints under ``run_dir`` (resuming when one is there),
+then score validation and test months and write ``teacher.pt``, ``metrics.json`` and plots.
+The run directory is keyed by everything that defines the run, so a re-run after a crash finds
+its own checkpoint and a changed configuration starts clean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from finai_models.config import Settings
+from finai_models.data.store import fingerprint
+from finai_models.errors import ConfigError
+from finai_models.teacher.data import InputScaler, load_split, nonzero_inputs, read_schema, validate
+from finai_models.teacher.evaluate import evaluate, gate_summary
+from finai_models.teacher.model import ModelConfig, build_model
+from finai_models.teacher.spec import EXPERTS, ModelSpec
+from finai_models.teacher.trainer import Trainer, TrainConfig, predict
+
+Log = Callable[[str], None]
+
+
+def teacher_config(settings: Settings) -> dict[str, Any]:
+    path = settings.config_dir / "teacher.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path} is missing")
+    doc = yaml.safe_load(path.read_text()) or {}
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(doc.get(section) or {}) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {unknown} in '{section}' (known: {sorted(known)})")
+    return doc
+
+
+def model_config(doc: dict[str, Any], **overrides: Any) -> ModelConfig:
+    values = {**(doc.get("model") or {}), **{k: v for k, v in overrides.items() if v is not None}}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return ModelConfig(**values)
+
+
+def train_config(doc: dict[str, Any], **overrides: Any) -> TrainConfig:
+    return TrainConfig(**{**(doc.get("train") or {}), **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def variant(name: str) -> dict[str, Any]:
+    """An ablation variant: ``full``, ``no_<expert>``, ``sigmoid_gate``, ``adatt``, ``grad_surgery``."""
+    if name == "full":
+        return {}
+    if name.startswith("no_") and name[3:] in EXPERTS:
+        return {"without": name[3:]}
+    if name == "sigmoid_gate":
+        return {"gate": "sigmoid"}
+    if name in ("adatt", "grad_surgery"):
+        return {name: True}
+    raise ConfigError(f"unknown ablation variant {name!r}; use full, no_<expert> ({', '.join(EXPERTS)}), "
+                      "sigmoid_gate, adatt or grad_surgery")
+
+
+def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, architecture: str = "ple",
+                  gate: str | None = None, without: str | None = None, adatt: bool | None = None,
+                  grad_surgery: bool | None = None, epochs: int | None = None, max_train_rows: int | None = None,
+                  max_batches: int | None = None, device: str | None = None, log: Log = print,
+                  on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                  on_batch: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+    """Train one model; returns the summary also written to ``<run_dir>/metrics.json``."""
+    doc = teacher_config(settings)
+    schema = read_schema(training_set)
+    spec = ModelSpec.from_feature_schema(schema, settings)
+    if without:
+        spec = spec.without(without)
+    mcfg = model_config(doc, architecture=architecture, gate=gate)
+    tcfg = train_config(doc, epochs=epochs, adatt=adatt, grad_surgery=grad_surgery, max_batches=max_batches,
+                        device=device)
+    max_rows = max_train_rows if max_train_rows is not None else doc.get("max_train_rows")
+    identity = {"training_set": schema["version"], "signature": spec.signature(), "model": dataclasses.asdict(mcfg),
+                "train": {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("epochs", "device")},
+                "max_rows": max_rows}
+    run_dir = Path(out_root) / fingerprint(identity)
+    log(f"{architecture} run {run_dir.name}: {len(spec.experts)} experts, {len(spec.tasks)} tasks")
+
+    train = load_split(training_set, "train", schema, spec.tasks, max_rows)
+    validation = load_split(training_set, "validation", schema, spec.tasks)
+    test = load_split(training_set, "test", schema, spec.tasks)
+    for name, part in (("train", train), ("validation", validation), ("test", test)):
+        validate(part, spec.tasks, f"training set {name}")
+    scaler = InputScaler.fit(train.x, seed=tcfg.seed)
+    for part in (train, validation, test):
+        scaler.transform_(part.x)
+    coverage = nonzero_inputs(train, spec.expert_columns)
+    dead = [k for k, v in coverage.items() if v == 0]
+    if dead:
+        raise ConfigError(f"expert input(s) {dead} are all zero on the training rows; check the feature schema")
+    log(f"train {len(train):,} rows, validation {len(validation):,}, test {len(test):,}")
+
+    ranking = tuple(t.name for t in settings.tasks if t.group)
+    torch.manual_seed(tcfg.seed)
+    model = build_model(spec, mcfg)
+    trainer = Trainer(model, spec, mcfg, tcfg, run_dir, extra={"input_scaler": scaler.to_dict()},
+                      ranking_tasks=ranking)
+    fit = trainer.fit(train, validation, log=log, on_epoch=on_epoch, on_batch=on_batch)
+    results: dict[str, Any] = {}
+    for name, part in (("validation", validation), ("test", test)):
+        scores, gates = predict(model, part, device=trainer.device)
+        results[name] = evaluate(spec.tasks, part.y, scores, ranking)
+        if gates is not None and name == "test":
+            results["gates"] = gate_summary(gates, spec.tasks, model.gate_names)
+    summary = {
+        "architecture": architecture, "run_dir": str(run_dir), "training_set": schema["version"],
+        "experts": list(spec.experts), "gate": mcfg.gate, "adatt": tcfg.adatt, "grad_surgery": tcfg.grad_surgery,
+        "parameters": int(sum(p.numel() for p in model.parameters())), "rows": {
+            "train": len(train), "validation": len(validation), "test": len(test)},
+        "expert_input_nonzero": coverage, "best_epoch": fit["best"]["epoch"], "history": fit["history"],
+        **results,
+    }
+    artifact = {"format": 1, "signature": spec.signature(), "spec": spec, "model_config": dataclasses.asdict(mcfg),
+                "input_scaler": scaler.to_dict(), "model": model.state_dict(), "metrics": summary["test"]}
+    _atomic(run_dir / "teacher.pt", lambda p: torch.save(artifact, p))
+    _atomic(run_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=1, default=_json)))
+    return summary
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value)}")

@@ -1,0 +1,114 @@
+"""The training service: ``python -m finai_models.teacher.service`` (or ``finai train-teacher``).
+
+One entry point for every place training runs. From a shell it trains and prints progress. Under
+Dagster Pipes (the teacher asset launches it as a subprocess; the same command runs unchanged in
+an ECS task or a Kubernetes pod through ``PipesECSClient``/``PipesK8sClient``) it reads its
+options from the Pipes extras, streams progress to the run's log and each epoch's metrics as a
+custom message, and reports the materialization with the held-out metrics. It never imports
+Dagster, only the small ``dagster-pipes`` protocol package. Killing it loses at most the current
+epoch: the next launch with the same options resumes from ``last.pt``.
+
+Multi-GPU (``torchrun --nproc-per-node N -m finai_models.teacher.service ...``) is not
+implemented yet: with ``WORLD_SIZE > 1`` the service refuses to start instead of training N
+unsynchronised copies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from finai_models.config import load_settings
+from finai_models.errors import FinAIError
+
+OPTIONS = ("architecture", "gate", "without", "adatt", "grad_surgery", "epochs", "max_train_rows", "max_batches",
+           "device")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="finai-train-teacher", description=__doc__.splitlines()[0])
+    p.add_argument("--training-set", type=Path, help="training-set folder (default: the current one)")
+    p.add_argument("--out", type=Path, help="runs folder (default: <artifacts>/teacher/runs/<month>/<architecture>)")
+    p.add_argument("--month", default="adhoc", help="snapshot month the model is for (names the runs folder)")
+    p.add_argument("--architecture", choices=("ple", "mmoe", "shared_bottom"), default="ple")
+    p.add_argument("--gate", choices=("softmax", "sigmoid"))
+    p.add_argument("--without", help="drop one shared expert (ablation)")
+    p.add_argument("--adatt", action="store_true", default=None)
+    p.add_argument("--grad-surgery", action="store_true", default=None)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-train-rows", type=int)
+    p.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    return p.parse_args(argv)
+
+
+def default_training_set(settings) -> Path:
+    root = settings.path("artifacts") / "training_set"
+    pointer = root / "CURRENT"
+    if not pointer.is_file():
+        raise FinAIError(f"no training set under {root}; materialize training/training_set first")
+    return root / pointer.read_text().strip()
+
+
+def runs_root(settings, month: str, architecture: str) -> Path:
+    return settings.path("artifacts") / "teacher" / "runs" / month / architecture
+
+
+def main(argv: list[str] | None = None) -> int:
+    from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+
+    args = _parse(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        print("error: multi-process (torchrun) training is not implemented; run with one process", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        pipes = stack.enter_context(open_dagster_pipes()) if is_dagster_pipes_process() else None
+        options: dict[str, Any] = {k: getattr(args, k) for k in OPTIONS}
+        month = args.month
+        if pipes is not None:
+            options.update({k: v for k, v in (pipes.get_extra("train") or {}).items() if k in OPTIONS})
+            month = pipes.partition_key if pipes.is_partition_step else month
+        log = pipes.log.info if pipes is not None else (lambda m: print(m, flush=True))
+        try:
+            settings = load_settings()
+            training_set = args.training_set or default_training_set(settings)
+            out = args.out or runs_root(settings, month, options["architecture"])
+            last = [time.monotonic()]
+
+            def on_batch(done: int, total: int, loss: float) -> None:
+                if time.monotonic() - last[0] > 15 or done == total:
+                    last[0] = time.monotonic()
+                    log(f"  batch {done}/{total} loss {loss:.4f}")
+
+            def on_epoch(record: dict[str, Any]) -> None:
+                if pipes is not None:
+                    pipes.report_custom_message({"epoch": record})
+
+            from finai_models.teacher.run import train_teacher
+
+            summary = train_teacher(settings, training_set, out, log=log, on_epoch=on_epoch, on_batch=on_batch,
+                                    **{k: v for k, v in options.items() if k != "architecture"},
+                                    architecture=options["architecture"])
+        except FinAIError as exc:
+            if pipes is not None:
+                raise
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if pipes is not None:
+            from finai_models.teacher.report import materialization_metadata
+
+            pipes.report_asset_materialization(metadata=materialization_metadata(summary))
+        else:
+            test = summary["test"]
+            print(f"done: {summary['run_dir']} - test mean AUC {test['mean_binary_auc']:.4f}, "
+                  f"macro-F1 {test['mean_macro_f1']:.4f}, MAE {test['mean_mae']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
