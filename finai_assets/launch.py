@@ -3,7 +3,9 @@
 1. ``monthly_refresh`` for every month (the raw tables and their checks),
 2. ``phase0_state`` once (fitted on training months),
 3. ``phase0_month`` for every month (inputs, 17 feature groups, 13 labels, leakage checks),
-4. ``training`` once (split, normalization, schema, and its checks).
+4. ``training`` once (split, normalization, schema, and its checks),
+5. ``teacher`` for the last month (the PLE teacher through the Pipes training service, its
+   LightGBM / shared-bottom / MMoE baselines on the same split, and their comparison).
 
 Each is a recorded run in $DAGSTER_HOME, so the UI (``dagster dev -w workspace.yaml``) shows every
 run, materialization and check. The first failing run stops everything and is named with its
@@ -23,13 +25,13 @@ from finai_models.progress import progress_bar
 
 # The progress bar reports progress; the console logger shows only problems (the UI keeps all events).
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-STAGES = ("raw", "phase0", "training")
+STAGES = ("raw", "phase0", "training", "teacher")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="finai-pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--months", help="FIRST..LAST (YYYY-MM..YYYY-MM); default: every month of the dataset")
-    parser.add_argument("--until", choices=STAGES, default="training", help="last stage to run (default: training)")
+    parser.add_argument("--until", choices=STAGES, default="teacher", help="last stage to run (default: teacher)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                 run_months("phase0_month", "phase0")
             if "training" in stages:
                 run("training", "the training set")
+            if "teacher" in stages:
+                print(f"training the teacher and its baselines for {months[-1]} (progress: the run's log in the UI)")
+                run("teacher", f"the teacher of month {months[-1]}", months[-1])
     except FinAIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

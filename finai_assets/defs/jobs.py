@@ -4,7 +4,9 @@ import dagster as dg
 
 from finai_assets.defs.features.assets import feature_group_assets, fitted_state, month_inputs
 from finai_assets.defs.labels.assets import labels
+from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.raw.assets import card_transactions, customers, monthly_snapshots, raw_dataset
+from finai_assets.defs.teacher.assets import ablation, comparison, lightgbm_baseline, mmoe, ple, shared_bottom
 from finai_assets.defs.training.assets import training_set
 
 monthly_refresh = dg.define_asset_job(
@@ -31,4 +33,18 @@ training = dg.define_asset_job(
     "training",
     selection=dg.AssetSelection.assets(training_set),
     description="Split, normalize and check the training set over every month's features and labels.",
+)
+
+teacher = dg.define_asset_job(
+    "teacher",
+    selection=dg.AssetSelection.assets(ple, mmoe, shared_bottom, lightgbm_baseline, comparison),
+    partitions_def=snapshot_months,
+    description="Train the PLE teacher (Pipes training service) and its baselines on the same split, then compare.",
+)
+
+teacher_ablation = dg.define_asset_job(
+    "teacher_ablation",
+    selection=dg.AssetSelection.assets(ablation),
+    partitions_def=snapshot_months,
+    description="Remove each expert, sigmoid vs softmax gates, adaTT on: one comparison table.",
 )

@@ -20,6 +20,12 @@ class FinAIConfig(dg.ConfigurableResource):
     def load(self) -> Settings:
         return load_settings(self.config_dir or None, self.dataset or None, self.workdir or None)
 
+    def env(self) -> dict[str, str]:
+        """The same settings for a subprocess (the training service reads the environment)."""
+        s = self.load()
+        return {**os.environ, "FINAI_CONFIG_DIR": str(s.config_dir), "FINAI_WORKDIR": str(s.workdir),
+                "FINAI_DATASET": self.dataset or os.environ.get("FINAI_DATASET") or s.pipeline["dataset"]}
+
 
 def _local() -> dict:
     s = settings()
@@ -27,6 +33,7 @@ def _local() -> dict:
     s.workdir.mkdir(parents=True, exist_ok=True)
     return {
         "finai": FinAIConfig(),
+        "pipes_subprocess_client": dg.PipesSubprocessClient(),
         "warehouse": DuckDBResource(
             database=str(s.path("warehouse")),
             connection_config={"memory_limit": wh["memory_limit"], "threads": wh["threads"]},

@@ -28,8 +28,7 @@ from finai_models.errors import FinAIError
 from finai_models.phase0.features import feature_path
 from finai_models.phase0.inputs import SERIES
 from finai_models.phase0.normalize import MomentAccumulator, Normalizer
-from finai_models.phase0.side_inputs import (SideInputs, month_side_inputs, save_side, sequence_moments,
-                                             standardise)
+from finai_models.phase0.side_inputs import SideInputs, month_side_inputs, save_side, sequence_moments, standardise
 
 SPLITS = ("train", "validation", "test")
 

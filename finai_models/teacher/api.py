@@ -26,7 +26,7 @@ from finai_models.teacher.data import InputScaler, TeacherData, validate
 from finai_models.teacher.model import ModelConfig, build_model
 from finai_models.teacher.spec import EXPERTS, ModelSpec
 from finai_models.teacher.tasks import parse_tasks
-from finai_models.teacher.trainer import Trainer, TrainConfig, predict
+from finai_models.teacher.trainer import TrainConfig, Trainer, predict
 
 
 class PLETeacher:

@@ -147,7 +147,8 @@ def load_split(folder: Path, part: str, schema: dict[str, Any], tasks: tuple[Tas
     return TeacherData(x, y, side, ids, months)
 
 
-def nonzero_inputs(data: TeacherData, expert_columns: Mapping[str, np.ndarray], sample: int = 20000) -> dict[str, float]:
+def nonzero_inputs(data: TeacherData, expert_columns: Mapping[str, np.ndarray],
+                   sample: int = 20000) -> dict[str, float]:
     """Share of rows where each expert's routed input (and side tensor) is not all zero."""
     rows = np.arange(min(len(data), sample))
     out = {e: float((np.abs(data.x[np.ix_(rows, idx)]).sum(axis=1) > 0).mean()) for e, idx in expert_columns.items()}

@@ -23,12 +23,12 @@ import yaml
 
 from finai_models.config import Settings
 from finai_models.data.store import fingerprint
-from finai_models.errors import ConfigError
+from finai_models.errors import ConfigError, FinAIError
 from finai_models.teacher.data import InputScaler, load_split, nonzero_inputs, read_schema, validate
 from finai_models.teacher.evaluate import evaluate, gate_summary
 from finai_models.teacher.model import ModelConfig, build_model
 from finai_models.teacher.spec import EXPERTS, ModelSpec
-from finai_models.teacher.trainer import Trainer, TrainConfig, predict
+from finai_models.teacher.trainer import TrainConfig, Trainer, predict
 
 Log = Callable[[str], None]
 
@@ -130,7 +130,16 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
                 "input_scaler": scaler.to_dict(), "model": model.state_dict(), "metrics": summary["test"]}
     _atomic(run_dir / "teacher.pt", lambda p: torch.save(artifact, p))
     _atomic(run_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=1, default=_json)))
+    _atomic(Path(out_root) / "CURRENT", lambda p: p.write_text(run_dir.name))
     return summary
+
+
+def current_run(out_root: Path) -> Path:
+    """The run folder the last finished training under ``out_root`` wrote."""
+    pointer = Path(out_root) / "CURRENT"
+    if not pointer.is_file():
+        raise FinAIError(f"no finished training run under {out_root}")
+    return Path(out_root) / pointer.read_text().strip()
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:

@@ -60,14 +60,15 @@ def runs_root(settings, month: str, architecture: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dagster_pipes import is_dagster_pipes_process, open_dagster_pipes
+    from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
     args = _parse(argv)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         print("error: multi-process (torchrun) training is not implemented; run with one process", file=sys.stderr)
         return 2
     with ExitStack() as stack:
-        pipes = stack.enter_context(open_dagster_pipes()) if is_dagster_pipes_process() else None
+        under_pipes = PipesEnvVarParamsLoader().is_dagster_pipes_process()
+        pipes = stack.enter_context(open_dagster_pipes()) if under_pipes else None
         options: dict[str, Any] = {k: getattr(args, k) for k in OPTIONS}
         month = args.month
         if pipes is not None:

@@ -26,8 +26,7 @@ from torch import nn
 from finai_models.errors import FinAIError
 from finai_models.teacher.data import TeacherData
 from finai_models.teacher.evaluate import evaluate
-from finai_models.teacher.losses import (AdaTT, FixedWeighting, GradSurgery, UncertaintyWeighting, groups_of,
-                                         task_loss)
+from finai_models.teacher.losses import AdaTT, FixedWeighting, GradSurgery, UncertaintyWeighting, groups_of, task_loss
 from finai_models.teacher.model import ModelConfig
 from finai_models.teacher.spec import ModelSpec
 

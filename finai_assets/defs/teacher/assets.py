@@ -1,0 +1,138 @@
+"""The PLE teacher, its three baselines on the same split, their comparison, and the ablation.
+
+Neural training runs outside the Dagster process through Dagster Pipes: the asset launches the
+training service (``python -m finai_models.teacher.service``) as a subprocess, which streams its
+progress to the run log, each epoch's metrics as Pipes messages, and the held-out metrics, gate
+weights and plots as the materialization's metadata. Swapping ``PipesSubprocessClient`` for
+``dagster_aws.pipes.PipesECSClient`` (or the Kubernetes client) moves training to a GPU task
+without touching the service. Every training asset takes the ``gpu_training`` pool, so one
+training runs at a time on the machine.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from finai_assets.defs.partitions import snapshot_months
+from finai_assets.defs.resources import FinAIConfig
+from finai_assets.defs.training.assets import training_set
+from finai_models.config import Settings
+from finai_models.teacher.run import current_run, teacher_config, variant
+
+TRAINING_POOL = "gpu_training"
+ARCHITECTURES = ("ple", "mmoe", "shared_bottom")
+
+
+def _runs_root(s: Settings, month: str, name: str) -> Path:
+    return s.path("artifacts") / "teacher" / "runs" / month / name
+
+
+def _train(context: dg.AssetExecutionContext, finai: FinAIConfig, pipes: dg.PipesSubprocessClient,
+           architecture: str) -> dg.MaterializeResult:
+    s = finai.load()
+    invocation = pipes.run(
+        command=[sys.executable, "-m", "finai_models.teacher.service", "--architecture", architecture],
+        context=context, env=finai.env(), extras={"train": {"architecture": architecture}},
+    )
+    epochs = [m["epoch"] for m in invocation.get_custom_messages() if isinstance(m, dict) and "epoch" in m]
+    context.log.info(f"{architecture}: {len(epochs)} epoch(s) trained in this run")
+    result = invocation.get_materialize_result()
+    metadata = dict(result.metadata or {})
+    metadata["epochs_this_run"] = len(epochs)
+    metadata["metrics_json"] = dg.MetadataValue.path(str(current_run(_runs_root(s, context.partition_key,
+                                                                                  architecture)) / "metrics.json"))
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _training_asset(architecture: str, description: str) -> dg.AssetsDefinition:
+    @dg.asset(name=architecture, key_prefix=["teacher"], group_name="teacher", partitions_def=snapshot_months,
+              kinds={"pytorch"}, deps=[training_set], pool=TRAINING_POOL, code_version=f"{architecture}-v1",
+              description=description)
+    def _asset(context: dg.AssetExecutionContext, finai: FinAIConfig,
+               pipes_subprocess_client: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+        return _train(context, finai, pipes_subprocess_client, architecture)
+
+    return _asset
+
+
+ple = _training_asset("ple", "The PLE teacher: 7 heterogeneous experts + one per task, per-task gates whose layer-0 "
+                             "weights explain each prediction; resumes from its last epoch checkpoint.")
+mmoe = _training_asset("mmoe", "MMoE baseline (8 homogeneous MLP experts, per-task gates) on the same split.")
+shared_bottom = _training_asset("shared_bottom", "Shared-bottom baseline (one MLP bottom, task towers) on the same "
+                                                 "split.")
+
+
+@dg.asset(key=["teacher", "lightgbm"], group_name="teacher", partitions_def=snapshot_months, kinds={"lightgbm"},
+          deps=[training_set], pool=TRAINING_POOL, code_version="lightgbm-baseline-v1")
+def lightgbm_baseline(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
+    """Per-task LightGBM on hard labels, early-stopped on the validation months (the bar to clear)."""
+    from finai_models.teacher.baselines import train_lightgbm_baseline
+    from finai_models.teacher.report import metrics_table
+    from finai_models.teacher.service import default_training_set
+
+    s = finai.load()
+    summary = train_lightgbm_baseline(s, default_training_set(s), _runs_root(s, context.partition_key, "lightgbm"),
+                                      log=context.log.info)
+    test = summary["test"]
+    return dg.MaterializeResult(metadata={
+        "test_mean_binary_auc": test["mean_binary_auc"], "test_mean_macro_f1": test["mean_macro_f1"],
+        "test_mean_mae": test["mean_mae"], "rounds": summary["rounds"],
+        "test_metrics": dg.MetadataValue.md(metrics_table(test["tasks"])),
+        "metrics_json": dg.MetadataValue.path(summary["run_dir"] + "/metrics.json"),
+    })
+
+
+@dg.asset(key=["teacher", "comparison"], group_name="teacher", partitions_def=snapshot_months, kinds={"markdown"},
+          deps=[ple, mmoe, shared_bottom, lightgbm_baseline], code_version="comparison-v1")
+def comparison(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
+    """One table, every task: teacher vs per-task LightGBM vs shared-bottom vs MMoE on the test months."""
+    from finai_models.teacher.compare import compare, load_summaries
+
+    s = finai.load()
+    month = context.partition_key
+    summaries = load_summaries({name: _runs_root(s, month, name) for name in ("ple", "lightgbm", "shared_bottom",
+                                                                              "mmoe")})
+    table = compare(s, summaries)
+    out = s.path("artifacts") / "teacher" / "comparison" / month
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(table["markdown"])
+    (out / "comparison.json").write_text(json.dumps(table["rows"], indent=1))
+    return dg.MaterializeResult(metadata={
+        "table": dg.MetadataValue.md(table["markdown"]), "teacher_wins_vs_lightgbm": table["wins"]["lightgbm"],
+        "teacher_wins_vs_shared_bottom": table["wins"]["shared_bottom"], "teacher_wins_vs_mmoe": table["wins"]["mmoe"],
+        "tasks": len(table["rows"]), "path": dg.MetadataValue.path(str(out / "comparison.md")),
+    })
+
+
+@dg.asset(key=["teacher", "ablation"], group_name="teacher", partitions_def=snapshot_months, kinds={"markdown"},
+          deps=[training_set], pool=TRAINING_POOL, code_version="ablation-v1")
+def ablation(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
+    """Remove each expert; softmax vs sigmoid gates; adaTT on/off - short runs, one comparison table."""
+    from finai_models.teacher.compare import ablation_table
+
+    s = finai.load()
+    cfg = teacher_config(s)["ablation"]
+    month = context.partition_key
+    results = {}
+    for name in cfg["variants"]:
+        options = variant(name)
+        root = _runs_root(s, month, f"ablation/{name}")
+        command = [sys.executable, "-m", "finai_models.teacher.service", "--month", month, "--out", str(root),
+                   "--epochs", str(cfg["epochs"]), "--max-train-rows", str(cfg["max_train_rows"])]
+        if "without" in options:
+            command += ["--without", options["without"]]
+        if "gate" in options:
+            command += ["--gate", options["gate"]]
+        command += [f"--{k.replace('_', '-')}" for k in ("adatt", "grad_surgery") if options.get(k)]
+        context.log.info(f"ablation {name}: {' '.join(command[3:])}")
+        subprocess.run(command, check=True, env=finai.env())
+        results[name] = json.loads((current_run(root) / "metrics.json").read_text())
+    table = ablation_table(results)
+    out = s.path("artifacts") / "teacher" / "ablation" / month
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.md").write_text(table)
+    return dg.MaterializeResult(metadata={"table": dg.MetadataValue.md(table), "variants": len(results),
+                                          "path": dg.MetadataValue.path(str(out / "ablation.md"))})
