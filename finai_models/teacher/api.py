@@ -86,6 +86,8 @@ class PLETeacher:
         if self.model_ is None:
             raise DataError("this PLETeacher is not fitted yet; call fit() first")
         data = self._data(X, None, "X")
+        if not len(data.x):
+            raise DataError("X has no rows")
         if data.x.shape[1] != self.spec_.n_features:
             raise DataError(f"X has {data.x.shape[1]} columns; the teacher was fitted on {self.spec_.n_features}")
         self.scaler_.transform_(data.x)

@@ -120,6 +120,7 @@ class Trainer:
             "model": self.model.state_dict(), "weighting": self.weighting.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "amp_scaler": self.scaler.state_dict(), "adatt": self.adatt.state_dict() if self.adatt else None,
+            "surgery": self.surgery.state_dict() if self.surgery else None,
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
@@ -138,6 +139,8 @@ class Trainer:
         self.scaler.load_state_dict(state["amp_scaler"])
         if self.adatt and state["adatt"]:
             self.adatt.load_state_dict(state["adatt"])
+        if self.surgery and state.get("surgery"):
+            self.surgery.load_state_dict(state["surgery"])
         rng = state["rng"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])

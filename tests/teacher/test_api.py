@@ -208,3 +208,9 @@ def test_predict_errors_after_fit(fitted):
     bad[0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         teacher.predict(bad)
+
+
+def test_one_dimensional_x():
+    x, y = make_xy(100, seed=6)
+    with pytest.raises(DataError, match="2-D"):
+        _teacher().fit(x[:, 0], y)

@@ -235,3 +235,18 @@ def test_adatt_and_grad_surgery_are_wired(tmp_path):
         state = other.model.state_dict()
         assert any(not torch.equal(base[k], state[k]) for k in base), f"{name} changed nothing"
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_resume_continues_the_grad_surgery_random_stream(tmp_path):
+    train, val = make_data(320, seed=8), make_data(64, seed=9)
+    common = {"epochs": 3, "max_batches": 4, "grad_surgery": True}     # surgery is due at steps 0 and 10
+    full = _trainer(tmp_path / "full", **common)
+    full.fit(train, val, log=_quiet)
+    cut = _trainer(tmp_path / "cut", **common)
+    with pytest.raises(_Interrupted):
+        cut.fit(train, val, log=_quiet, on_epoch=_stop_after(2))
+    resumed = _trainer(tmp_path / "cut", **common)
+    resumed.fit(train, val, log=_quiet)
+    assert resumed.step == full.step == 12
+    assert torch.equal(resumed.surgery.generator.get_state(), full.surgery.generator.get_state())
+    assert resumed.surgery.projections == full.surgery.projections
