@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,6 +45,10 @@ SEQUENCE_SHAPE, DIAGRAM_SHAPE = (12, 11), (4, 16)
 SCAN_SHAPE, SCAN_STATE = (2048, 64, 12), 16  # selective scan u [batch, channels, months], state size
 SCAN_REPS = 20
 NO_GPU = "not measured: no CUDA device"
+# libgomp's default lets a thread spin while it waits for its partner. On a shared machine whose cores
+# other jobs keep busy, the partner is often descheduled and the spinning eats the time slice: steps
+# became 5-10x slower and bimodal here. Children therefore wait passively unless the caller set it.
+OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def log(message: str) -> None:
@@ -234,9 +239,14 @@ def child_baseline(batch: int) -> dict[str, Any]:
     parts = [(name, model.experts[name], lambda n=name: shared_expert(n)) for name in model.expert_names]
     parts.append((f"{TASK_EXPERT} (private, all tasks)", model.task_experts,
                   lambda: model.task_experts(model.route(x, TASK_EXPERT)).float().sum()))
-    for name, module, fn in parts:
+    for _, module, fn in parts:
         fwd_bwd(fn, module)  # warm-up
-        seconds = [fwd_bwd(fn, module) for _ in range(ROUNDS)]
+    seconds_of: dict[str, list[float]] = {name: [] for name, _, _ in parts}
+    for _ in range(ROUNDS):  # round-robin, so a burst of load on the machine does not hit one expert only
+        for name, module, fn in parts:
+            seconds_of[name].append(fwd_bwd(fn, module))
+    for name, module, _ in parts:
+        seconds = seconds_of[name]
         routed = TASK_EXPERT if name.startswith(TASK_EXPERT) else name
         experts.append({"expert": name, "columns": int(len(spec.expert_columns[routed])),
                         "params": sum(p.numel() for p in module.parameters()),
@@ -328,7 +338,8 @@ def measure(child: str, batch: int, steps: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "benchmarks.teacher", "--child", child,
                            "--batch", str(batch), "--steps", str(steps)],
-                          cwd=REPO, stdout=subprocess.PIPE, text=True)
+                          cwd=REPO, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "OMP_WAIT_POLICY": OMP_WAIT_POLICY})
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         log(f"  the child exited with status {proc.returncode}")
@@ -345,7 +356,8 @@ def _fmt(value: Any, fmt: str) -> str:
 def markdown(report: dict[str, Any]) -> str:
     m, archs, base, gpu = report["machine"], report["architectures"], report["baseline"], report["gpu"]
     lines = [f"Teacher training benchmark, {m['timestamp']}: {m['cpu_count']} CPUs, {m['memory_total_gb']:.0f} GB "
-             f"RAM, Python {m['python']}, torch {m['torch']} ({THREADS} threads); batch {report['batch']}, "
+             f"RAM, Python {m['python']}, torch {m['torch']} ({m['threads']} threads, OMP_WAIT_POLICY "
+             f"{m['omp_wait_policy']}); batch {report['batch']}, "
              f"{report['steps']} timed steps after 1 warm-up, {report['n_features']} input columns, "
              f"{report['tasks']} tasks", "",
              "| architecture | params | median step s | samples/s | peak RSS GB | setup peak GB |",
@@ -419,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     baseline = measure("baseline", batch, steps)
     gpu: dict[str, Any] | str = measure("gpu", batch, steps) if torch.cuda.is_available() else NO_GPU
     first = next((r for r in archs if "error" not in r), {})
-    machine = {**machine_info(), "torch": torch.__version__, "threads": THREADS}
+    machine = {**machine_info(), "torch": torch.__version__, "threads": THREADS, "omp_wait_policy": OMP_WAIT_POLICY}
     report = {"machine": machine, "batch": batch, "steps": steps, "n_features": first.get("n_features"),
               "tasks": first.get("tasks"), "architectures": archs, "baseline": baseline, "gpu": gpu}
     args.out.mkdir(parents=True, exist_ok=True)
