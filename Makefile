@@ -26,6 +26,7 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.generator
+	$(BIN)/python -m benchmarks.teacher
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

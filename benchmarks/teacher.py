@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -169,13 +170,17 @@ def batches(x, side, y, batch: int, device: str = "cpu") -> list[tuple[Any, dict
     return out
 
 
-def timed_steps(run: Training, data: list, steps: int, start: int = 0) -> tuple[list[float], list[float]]:
-    seconds, losses = [], []
+def timed_steps(run: Training, data: list, steps: int, start: int = 0) -> dict[str, list[float]]:
+    """Wall seconds, loss, and the process's system CPU seconds and minor page faults of each step."""
+    out: dict[str, list[float]] = {"seconds": [], "losses": [], "sys_s": [], "minor_faults": []}
     for i in range(steps):
-        t0 = time.perf_counter()
-        losses.append(run.step(*data[(start + i) % len(data)]))
-        seconds.append(time.perf_counter() - t0)
-    return seconds, losses
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        out["losses"].append(run.step(*data[(start + i) % len(data)]))
+        out["seconds"].append(time.perf_counter() - t0)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        out["sys_s"].append(r1.ru_stime - r0.ru_stime)
+        out["minor_faults"].append(r1.ru_minflt - r0.ru_minflt)
+    return out
 
 
 # --- the children ----------------------------------------------------------------------------------
@@ -192,12 +197,14 @@ def child_architecture(architecture: str, batch: int, steps: int) -> dict[str, A
     t0 = time.perf_counter()
     warmup_loss = run.step(*data[0])
     warmup_s = time.perf_counter() - t0
-    seconds, losses = timed_steps(run, data, steps, start=1)
-    median = statistics.median(seconds)
+    timed = timed_steps(run, data, steps, start=1)
+    seconds, median = timed["seconds"], statistics.median(timed["seconds"])
     return {"architecture": architecture, "batch": batch, "steps": steps, "params": run.params,
             "n_features": spec.n_features, "tasks": len(spec.tasks), "threads": torch.get_num_threads(),
             "warmup_s": warmup_s, "step_s": seconds, "median_step_s": median, "samples_per_s": batch / median,
-            "losses": [warmup_loss, *losses], "setup_peak_rss_gb": setup_peak,
+            "losses": [warmup_loss, *timed["losses"]], "sys_s": timed["sys_s"],
+            "median_sys_s": statistics.median(timed["sys_s"]), "minor_faults": timed["minor_faults"],
+            "setup_peak_rss_gb": setup_peak,
             "training_peak_rss_gb": peak_rss_gb(), "peak_rss_reset_before_training": peak_was_reset,
             "peak_rss_gb": max(setup_peak, peak_rss_gb())}
 
@@ -217,7 +224,7 @@ def child_baseline(batch: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {a: [] for a in runs}
     for r in range(ROUNDS):
         for a, run in runs.items():
-            times[a] += timed_steps(run, data, 1, start=1 + r)[0]
+            times[a] += timed_steps(run, data, 1, start=1 + r)["seconds"]
     median = {a: statistics.median(s) for a, s in times.items()}
     ratios = [sb / ple for sb, ple in zip(times["shared_bottom"], times["ple"], strict=True)]
 
@@ -287,9 +294,10 @@ def child_gpu(batch: int, steps: int) -> dict[str, Any]:
         run.step(*data[0])
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        seconds, losses = timed_steps(run, data, steps, start=1)  # loss.item() synchronises every step
+        timed = timed_steps(run, data, steps, start=1)  # loss.item() synchronises every step
+        seconds = timed["seconds"]
         out[label] = {"step_s": seconds, "median_step_s": statistics.median(seconds),
-                      "samples_per_s": batch / statistics.median(seconds), "losses": losses,
+                      "samples_per_s": batch / statistics.median(seconds), "losses": timed["losses"],
                       "peak_cuda_memory_gb": torch.cuda.max_memory_allocated() / 1e9}
         del run
         torch.cuda.empty_cache()
@@ -349,10 +357,6 @@ def measure(child: str, batch: int, steps: int) -> dict[str, Any]:
     return result
 
 
-def _fmt(value: Any, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
-
-
 def markdown(report: dict[str, Any]) -> str:
     m, archs, base, gpu = report["machine"], report["architectures"], report["baseline"], report["gpu"]
     lines = [f"Teacher training benchmark, {m['timestamp']}: {m['cpu_count']} CPUs, {m['memory_total_gb']:.0f} GB "
@@ -360,14 +364,15 @@ def markdown(report: dict[str, Any]) -> str:
              f"{m['omp_wait_policy']}); batch {report['batch']}, "
              f"{report['steps']} timed steps after 1 warm-up, {report['n_features']} input columns, "
              f"{report['tasks']} tasks", "",
-             "| architecture | params | median step s | samples/s | peak RSS GB | setup peak GB |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| architecture | params | median step s | samples/s | of which sys s | peak RSS GB | setup peak GB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in archs:
         if "error" in r:
-            lines.append(f"| {r['child'].split(':')[-1]} | **{r['error']}** | - | - | - | - |")
+            lines.append(f"| {r['child'].split(':')[-1]} | **{r['error']}** | - | - | - | - | - |")
             continue
         lines.append(f"| {r['architecture']} | {r['params']:,} | {r['median_step_s']:.3f} | "
-                     f"{r['samples_per_s']:,.0f} | {r['peak_rss_gb']:.2f} | {r['setup_peak_rss_gb']:.2f} |")
+                     f"{r['samples_per_s']:,.0f} | {r['median_sys_s']:.2f} | {r['peak_rss_gb']:.2f} | "
+                     f"{r['setup_peak_rss_gb']:.2f} |")
     lines.append("")
     if "error" in base:
         lines.append(f"Same-process baseline: **{base['error']}**")
@@ -431,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     baseline = measure("baseline", batch, steps)
     gpu: dict[str, Any] | str = measure("gpu", batch, steps) if torch.cuda.is_available() else NO_GPU
     first = next((r for r in archs if "error" not in r), {})
-    machine = {**machine_info(), "torch": torch.__version__, "threads": THREADS, "omp_wait_policy": OMP_WAIT_POLICY}
+    machine = {**machine_info(), "torch": torch.__version__, "threads": THREADS, "omp_wait_policy": OMP_WAIT_POLICY,
+               "env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "MKL_", "MALLOC_", "LD_PRELOAD"))}}
     report = {"machine": machine, "batch": batch, "steps": steps, "n_features": first.get("n_features"),
               "tasks": first.get("tasks"), "architectures": archs, "baseline": baseline, "gpu": gpu}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from finai_models.config import Task
 from finai_models.metrics import auc, macro_ovr_auc, r2
 
 PARAMS = {"learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 10, "feature_fraction": 0.8,
-          "bagging_fraction": 0.8, "bagging_freq": 1, "max_bin": 63, "num_threads": 2, "verbose": -1}
+          "bagging_fraction": 0.8, "bagging_freq": 1, "max_bin": 63, "num_threads": 1, "verbose": -1}
 ROUNDS = 20
 MAX_CLASSES = 10
 

@@ -35,14 +35,33 @@ def _params(task: TaskSpec, base: dict[str, Any], seed: int) -> dict[str, Any]:
     return params
 
 
-def fit_task(task: TaskSpec, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-             base: dict[str, Any], seed: int = 42) -> lgb.Booster:
-    seen, seen_val = ~np.isnan(y), ~np.isnan(y_val)
-    train = lgb.Dataset(x[seen], y[seen], free_raw_data=True)
-    valid = lgb.Dataset(x_val[seen_val], y_val[seen_val], reference=train)
-    return lgb.train(_params(task, base, seed), train, num_boost_round=int(base.get("n_estimators", 400)),
-                     valid_sets=[valid], callbacks=[lgb.early_stopping(int(base.get("early_stopping_rounds", 30)),
-                                                                       verbose=False)])
+class BinnedData:
+    """Training and validation rows binned once, then subset per task (labels differ, bins do not).
+
+    Finding the bins of ~1500 columns costs far more than 50 boosting rounds, so doing it once
+    instead of once per task makes the 13 baselines several times faster.
+    """
+
+    def __init__(self, x: np.ndarray, x_val: np.ndarray, base: dict[str, Any]):
+        params = {"max_bin": 63, "verbose": -1, "num_threads": 2,
+                  "min_data_in_leaf": base.get("min_child_samples", 20)}
+        self.train = lgb.Dataset(x, np.zeros(len(x)), params=params, free_raw_data=False).construct()
+        self.valid = lgb.Dataset(x_val, np.zeros(len(x_val)), reference=self.train, free_raw_data=False).construct()
+
+    @staticmethod
+    def rows(data: lgb.Dataset, y: np.ndarray) -> lgb.Dataset:
+        seen = np.flatnonzero(~np.isnan(y))
+        subset = data.subset(seen).construct()
+        subset.set_label(y[seen])
+        return subset
+
+
+def fit_task(task: TaskSpec, data: BinnedData, y: np.ndarray, y_val: np.ndarray, base: dict[str, Any],
+             seed: int = 42) -> lgb.Booster:
+    stop = lgb.early_stopping(int(base.get("early_stopping_rounds", 30)), verbose=False)
+    return lgb.train(_params(task, base, seed), BinnedData.rows(data.train, y),
+                     num_boost_round=int(base.get("n_estimators", 400)),
+                     valid_sets=[BinnedData.rows(data.valid, y_val)], callbacks=[stop])
 
 
 def score(task: TaskSpec, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
@@ -58,10 +77,10 @@ def train_lightgbm_baseline(settings: Settings, training_set: Path, out_dir: Pat
     ranking = tuple(t.name for t in settings.tasks if t.group)
     scores: dict[str, dict[str, np.ndarray]] = {"validation": {}, "test": {}}
     rounds = {}
+    binned = BinnedData(parts["train"].x, parts["validation"].x, base)
     for task in tasks:
         started = time.perf_counter()
-        booster = fit_task(task, parts["train"].x, parts["train"].y[task.name], parts["validation"].x,
-                           parts["validation"].y[task.name], base)
+        booster = fit_task(task, binned, parts["train"].y[task.name], parts["validation"].y[task.name], base)
         rounds[task.name] = booster.best_iteration
         for p in scores:
             scores[p][task.name] = score(task, booster, parts[p].x)

@@ -66,7 +66,7 @@ class OptimalTransport(Expert):
     name: ClassVar[str] = "optimal_transport"
 
     def __init__(self, spec: ExpertInput, width: int, *, bins: int = 16, prototypes: int = 16,
-                 bin_dim: int = 8, eps: float = 0.1, iters: int = 30, backprop_iters: int = 3, hidden: int = 64,
+                 bin_dim: int = 8, eps: float = 0.1, iters: int = 10, backprop_iters: int = 2, hidden: int = 64,
                  skip_width: int = 32, dropout: float = 0.0):
         super().__init__(spec, width)
         self.eps, self.iters, self.backprop_iters = eps, iters, backprop_iters
