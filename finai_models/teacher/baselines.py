@@ -32,8 +32,7 @@ METRIC = {"binary": "auc", "multiclass": "multi_logloss", "regression": "l1"}
 
 def _params(task: TaskSpec, base: dict[str, Any], seed: int) -> dict[str, Any]:
     params = {k: v for k, v in base.items() if k not in ("n_estimators", "early_stopping_rounds")}
-    params.update(objective=OBJECTIVE[task.kind], metric=METRIC[task.kind], seed=seed, num_threads=2, verbose=-1,
-                  max_bin=63)
+    params.update(objective=OBJECTIVE[task.kind], metric=METRIC[task.kind], seed=seed, verbose=-1, max_bin=63)
     if task.kind == "multiclass":
         params["num_class"] = task.classes
     return params
@@ -47,7 +46,7 @@ class BinnedData:
     """
 
     def __init__(self, x: np.ndarray, x_val: np.ndarray, base: dict[str, Any]):
-        params = {"max_bin": 63, "verbose": -1, "num_threads": 2,
+        params = {"max_bin": 63, "verbose": -1, "num_threads": base.get("num_threads", 2),
                   "min_data_in_leaf": base.get("min_child_samples", 20)}
         self.train = lgb.Dataset(x, np.zeros(len(x)), params=params, free_raw_data=False).construct()
         self.valid = lgb.Dataset(x_val, np.zeros(len(x_val)), reference=self.train, free_raw_data=False).construct()
