@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                                     architecture=options["architecture"])
         except FinAIError as exc:
             if pipes is not None:
+                pipes.log.error(f"training failed: {exc}")
                 raise
             print(f"error: {exc}", file=sys.stderr)
             return 2

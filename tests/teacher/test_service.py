@@ -9,6 +9,9 @@ import sys
 import time
 
 import dagster as dg
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -16,7 +19,7 @@ from finai_assets.defs.resources import FinAIConfig
 from finai_assets.defs.teacher.assets import ple
 from finai_assets.defs.teacher.checks import experts_receive_input, teacher_beats_chance
 from finai_models.teacher.run import current_run
-from finai_models.teacher.service import runs_root
+from finai_models.teacher.service import default_training_set, runs_root
 
 MONTH = "2025-12"
 
@@ -57,24 +60,30 @@ def test_killed_training_resumes_from_last_checkpoint(tiny_env, instance):
     assert "gate_weights" in meta and "data:image/png;base64" in meta["gate_weights"]
 
 
-def test_teacher_checks_pass_and_catch_a_dead_expert(tiny_env, instance):
-    result = _materialize(instance, ple)
+def test_teacher_checks_pass_and_a_dead_expert_stops_training(tiny_env, instance):
+    checks = [experts_receive_input, teacher_beats_chance]
+
+    def materialize() -> dg.ExecuteInProcessResult:
+        return dg.materialize([ple, *checks], partition_key=MONTH, instance=instance, raise_on_error=False,
+                              resources={"finai": FinAIConfig(), "pipes_subprocess_client": dg.PipesSubprocessClient()})
+
+    result = materialize()
     assert result.success
-    run_dir = current_run(runs_root(tiny_env, MONTH, "ple"))
+    evaluations = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert evaluations == {"experts_receive_input": True, "teacher_beats_chance": True}
 
-    def check(spec) -> bool:
-        out = dg.materialize([ple, experts_receive_input, teacher_beats_chance], partition_key=MONTH,
-                             instance=instance, selection=dg.AssetSelection.checks(spec),
-                             resources={"finai": FinAIConfig(), "pipes_subprocess_client": dg.PipesSubprocessClient()},
-                             raise_on_error=False)
-        (evaluation,) = out.get_asset_check_evaluations()
-        return evaluation.passed
-
-    assert check(experts_receive_input) and check(teacher_beats_chance)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["expert_input_nonzero"]["perslay"] = 0.0           # planted: PersLay fed zeros
-    (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    assert not check(experts_receive_input)
+    # planted: PersLay's routed groups and its diagrams are all zero in the training split
+    folder = default_training_set(tiny_env)
+    table = pq.read_table(folder / "train.parquet")
+    dead = [c for c in table.column_names if c.startswith(("tda_global__", "tda_local__"))]
+    for name in dead:
+        table = table.set_column(table.column_names.index(name), name, pa.array(np.zeros(table.num_rows, np.float32)))
+    pq.write_table(table, folder / "train.parquet")
+    np.save(folder / "train.diagrams.npy", np.zeros_like(np.load(folder / "train.diagrams.npy")))
+    result = materialize()
+    assert not result.success
+    logged = " ".join(e.user_message or "" for e in instance.all_logs(result.run_id))
+    assert "expert input(s) ['perslay'" in logged and "all zero" in logged    # the service's own error, relayed
 
 
 @pytest.mark.parametrize(("args", "message"), [
