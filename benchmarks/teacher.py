@@ -424,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     if batch < 1 or steps < 1:
         parser.error("--batch and --steps must be positive")
     if args.child:
+        from finai_models.teacher.service import tune_process
+
+        tune_process()   # what the training service does before torch loads
         kind, _, arch = args.child.partition(":")
         result = (child_architecture(arch, batch, steps) if kind == "arch" else
                   child_baseline(batch) if kind == "baseline" else child_gpu(batch, steps))
