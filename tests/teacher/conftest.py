@@ -26,7 +26,7 @@ def _labels(settings: Settings, x: np.ndarray, rng: np.random.Generator) -> dict
     for i, t in enumerate(settings.tasks):
         signal = x[:, i] + 0.5 * x[:, i + 20] * x[:, i + 40]
         if t.type == "binary":
-            out[t.name] = (signal + rng.normal(size=len(x)) > 1.0).astype(np.float64)
+            out[t.name] = (signal + 0.3 * rng.normal(size=len(x)) > 1.0).astype(np.float64)
         elif t.type == "multiclass":
             out[t.name] = np.clip(np.digitize(signal, np.linspace(-1.5, 1.5, t.classes - 1)), 0, t.classes - 1)
         else:

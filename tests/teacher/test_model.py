@@ -275,7 +275,8 @@ def test_feature_schema_routing(settings):
         return {c for c in cols if c.rsplit("_", 1)[0] in names} | (
             {"demographics_0_log"} if "demographics" in names else set())
 
-    assert routed(TASK_EXPERT) == group_columns("demographics", "product_holdings", "gmm_clustering")
+    assert routed(TASK_EXPERT) == group_columns(*(g.name for g in settings.feature_groups
+                                                  if TASK_EXPERT in g.experts))
     assert routed("perslay") == group_columns("tda_global", "tda_local")
     assert routed("hgcn") == group_columns("merchant_hierarchy", "mcc_top30_multihot")
     assert spec.expert_inputs["perslay"].dim == 4
