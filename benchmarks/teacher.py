@@ -140,17 +140,11 @@ class Training:
         import torch
         from torch import nn
 
-        from finai_models.teacher.losses import task_loss
+        from finai_models.teacher.losses import task_losses
 
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             out = self.model(x, side)
-        losses, observed = [], []
-        for t, logit in zip(self.spec.tasks, out.logits, strict=True):
-            value, count = task_loss(t, logit, y[t.name])
-            losses.append(value)
-            observed.append(count > 0)
-        loss = self.weighting(torch.stack(losses), torch.tensor(observed, device=self.device)) \
-            + out.regularizer.float()
+        loss = self.weighting(*task_losses(self.spec.tasks, out.logits, y)) + out.regularizer.float()
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)

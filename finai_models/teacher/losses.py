@@ -8,7 +8,7 @@ gradient surgery runs on the caller's step instead of a counter that only moved 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -275,3 +275,11 @@ class GradSurgery:
     def load_state_dict(self, state: dict) -> None:
         self.projections = int(state["projections"])
         self.generator.set_state(state["generator"])
+
+
+def task_losses(specs: Sequence[TaskSpec], logits: Sequence[Tensor],
+                targets: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Every task's loss ``[T]`` and whether the batch observed any of its labels ``[T]`` (bool)."""
+    pairs = [task_loss(t, logit, targets[t.name]) for t, logit in zip(specs, logits, strict=True)]
+    losses = torch.stack([value for value, _ in pairs])
+    return losses, torch.tensor([count > 0 for _, count in pairs], device=losses.device)

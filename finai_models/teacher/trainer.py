@@ -26,7 +26,7 @@ from torch import nn
 from finai_models.errors import FinAIError
 from finai_models.teacher.data import TeacherData
 from finai_models.teacher.evaluate import evaluate
-from finai_models.teacher.losses import AdaTT, FixedWeighting, GradSurgery, UncertaintyWeighting, groups_of, task_loss
+from finai_models.teacher.losses import AdaTT, FixedWeighting, GradSurgery, UncertaintyWeighting, groups_of, task_losses
 from finai_models.teacher.model import ModelConfig
 from finai_models.teacher.spec import ModelSpec
 
@@ -211,13 +211,7 @@ class Trainer:
             x, side, y = data.batch(rows, self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 out = self.model(x, side)
-            losses, observed = [], []
-            for t, logit in zip(self.spec.tasks, out.logits, strict=True):
-                value, count = task_loss(t, logit, y[t.name])
-                losses.append(value)
-                observed.append(count > 0)
-            losses_t = torch.stack(losses)
-            observed_t = torch.tensor(observed, device=self.device)
+            losses_t, observed_t = task_losses(self.spec.tasks, out.logits, y)
             if self.adatt:
                 self.adatt.update(losses_t, self.shared, self.step)
                 losses_t = self.adatt.apply(losses_t)
