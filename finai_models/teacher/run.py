@@ -25,6 +25,7 @@ from finai_models.config import Settings
 from finai_models.data.store import fingerprint
 from finai_models.errors import ConfigError, FinAIError
 from finai_models.teacher.data import InputScaler, load_split, nonzero_inputs, read_schema, validate
+from finai_models.teacher.distributed import SINGLE_PROCESS, Cluster
 from finai_models.teacher.evaluate import evaluate, gate_summary
 from finai_models.teacher.model import ModelConfig, build_model
 from finai_models.teacher.spec import EXPERTS, ModelSpec
@@ -75,8 +76,12 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
                   grad_surgery: bool | None = None, epochs: int | None = None, max_train_rows: int | None = None,
                   max_batches: int | None = None, device: str | None = None, log: Log = print,
                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                  on_batch: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
-    """Train one model; returns the summary also written to ``<run_dir>/metrics.json``."""
+                  on_batch: Callable[[int, int, float], None] | None = None,
+                  cluster: Cluster = SINGLE_PROCESS) -> dict[str, Any] | None:
+    """Train one model; returns the summary also written to ``<run_dir>/metrics.json``.
+
+    Under torchrun every rank calls this; only rank 0 scores the held-out months, writes the
+    artifacts and returns the summary (the other ranks return ``None``)."""
     doc = teacher_config(settings)
     schema = read_schema(training_set)
     spec = ModelSpec.from_feature_schema(schema, settings)
@@ -110,8 +115,10 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     torch.manual_seed(tcfg.seed)
     model = build_model(spec, mcfg)
     trainer = Trainer(model, spec, mcfg, tcfg, run_dir, extra={"input_scaler": scaler.to_dict()},
-                      ranking_tasks=ranking)
+                      ranking_tasks=ranking, cluster=cluster)
     fit = trainer.fit(train, validation, log=log, on_epoch=on_epoch, on_batch=on_batch)
+    if not cluster.main:
+        return None
     results: dict[str, Any] = {}
     for name, part in (("validation", validation), ("test", test)):
         scores, gates = predict(model, part, device=trainer.device)

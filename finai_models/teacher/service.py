@@ -8,9 +8,10 @@ custom message, and reports the materialization with the held-out metrics. It ne
 Dagster, only the small ``dagster-pipes`` protocol package. Killing it loses at most the current
 epoch: the next launch with the same options resumes from ``last.pt``.
 
-Multi-GPU (``torchrun --nproc-per-node N -m finai_models.teacher.service ...``) is not
-implemented yet: with ``WORLD_SIZE > 1`` the service refuses to start instead of training N
-unsynchronised copies.
+Multi-GPU: ``torchrun --standalone --nproc-per-node N -m finai_models.teacher.service ...`` runs
+the same loop data-parallel (one process per GPU, NCCL; or CPU processes over gloo on loopback).
+Rank 0 alone talks to Pipes and writes the artifacts, so the command also works under the asset
+(``service.processes`` in ``configs/teacher.yaml``) and inside an ECS task or a pod.
 """
 
 from __future__ import annotations
@@ -79,19 +80,23 @@ def main(argv: list[str] | None = None) -> int:
     tune_process()
     from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
+    from finai_models.teacher.distributed import Cluster
+
     args = _parse(argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        print("error: multi-process (torchrun) training is not implemented; run with one process", file=sys.stderr)
-        return 2
+    cluster = Cluster.from_env()
+    cluster.start()
     with ExitStack() as stack:
-        under_pipes = PipesEnvVarParamsLoader().is_dagster_pipes_process()
+        under_pipes = cluster.main and PipesEnvVarParamsLoader().is_dagster_pipes_process()
         pipes = stack.enter_context(open_dagster_pipes()) if under_pipes else None
         options: dict[str, Any] = {k: getattr(args, k) for k in OPTIONS}
         month = args.month
         if pipes is not None:
             options.update({k: v for k, v in (pipes.get_extra("train") or {}).items() if k in OPTIONS})
             month = pipes.partition_key if pipes.is_partition_step else month
+        options, month = cluster.share((options, month))
         log = pipes.log.info if pipes is not None else (lambda m: print(m, flush=True))
+        if not cluster.main:
+            log = _silent                    # rank 0 speaks for the job
         try:
             settings = load_settings()
             training_set = args.training_set or default_training_set(settings)
@@ -111,13 +116,17 @@ def main(argv: list[str] | None = None) -> int:
 
             summary = train_teacher(settings, training_set, out, log=log, on_epoch=on_epoch, on_batch=on_batch,
                                     **{k: v for k, v in options.items() if k != "architecture"},
-                                    architecture=options["architecture"])
+                                    architecture=options["architecture"], cluster=cluster)
         except FinAIError as exc:
             if pipes is not None:
                 pipes.log.error(f"training failed: {exc}")
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error{f' (rank {cluster.rank})' if cluster.active else ''}: {exc}", file=sys.stderr)
             return 2
+        finally:
+            cluster.stop()
+        if summary is None:                  # a rank other than 0: its work is in rank 0's artifacts
+            return 0
         if pipes is not None:
             from finai_models.teacher.report import materialization_metadata
 
@@ -127,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"done: {summary['run_dir']} - test mean AUC {test['mean_binary_auc']:.4f}, "
                   f"macro-F1 {test['mean_macro_f1']:.4f}, MAE {test['mean_mae']:.4f}")
     return 0
+
+
+def _silent(*_: Any) -> None:
+    pass
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ scaler, loss-weighting and adaTT state, every RNG (python, numpy, torch, CUDA), 
 and the best score so far; the shuffling order is a pure function of (seed, epoch), so a resumed
 run sees the same batches as an uninterrupted one. The best epoch by ``primary_score`` on the
 validation months is kept as ``best.pt``. AMP (float16 + GradScaler) runs on CUDA; the experts
-keep their numerically delicate parts (Sinkhorn, NOTEARS, hyperbolic maps) in float32.
+keep their numerically delicate parts (Sinkhorn, NOTEARS, hyperbolic maps) in float32. Under
+torchrun the same loop runs data-parallel (``distributed.Cluster``): each rank trains on its share
+of every batch, and rank 0 evaluates and writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from finai_models.errors import FinAIError
+from finai_models.errors import ConfigError, FinAIError
 from finai_models.teacher.data import TeacherData
+from finai_models.teacher.distributed import SINGLE_PROCESS, Cluster
 from finai_models.teacher.evaluate import evaluate
 from finai_models.teacher.losses import AdaTT, FixedWeighting, GradSurgery, UncertaintyWeighting, groups_of, task_losses
 from finai_models.teacher.model import ModelConfig
@@ -90,12 +93,17 @@ def predict(model: nn.Module, data: TeacherData, batch_size: int = 8192,
 
 class Trainer:
     def __init__(self, model: nn.Module, spec: ModelSpec, model_cfg: ModelConfig, cfg: TrainConfig,
-                 run_dir: Path, extra: dict[str, Any] | None = None, ranking_tasks: tuple[str, ...] = ()):
+                 run_dir: Path, extra: dict[str, Any] | None = None, ranking_tasks: tuple[str, ...] = (),
+                 cluster: Cluster = SINGLE_PROCESS):
+        if cluster.active and (cfg.adatt or cfg.grad_surgery):
+            raise ConfigError("adaTT and GradSurgery read per-process task gradients; run those ablations with "
+                              "one process (no torchrun)")
         self.model, self.spec, self.model_cfg, self.cfg = model, spec, model_cfg, cfg
         self.run_dir = Path(run_dir)
         self.extra = extra or {}             # saved with every checkpoint (input scaler, provenance)
         self.ranking_tasks = ranking_tasks
-        self.device = resolve_device(cfg.device)
+        self.cluster = cluster
+        self.device = cluster.place(resolve_device(cfg.device))
         self.amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         self.weighting = (UncertaintyWeighting(spec.tasks) if cfg.uncertainty else FixedWeighting(spec.tasks))
         self.model.to(self.device)
@@ -104,6 +112,8 @@ class Trainer:
         no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1] + list(self.weighting.parameters())
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.params = decay + no_decay
+        cluster.broadcast(self.params)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.device.type == "cuda",
                                            init_scale=1024, growth_interval=2000)
         self.shared = [p for n, p in model.named_parameters() if n.startswith("experts.")]
@@ -148,6 +158,8 @@ class Trainer:
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.epoch, self.step, self.history, self.best = state["epoch"], state["step"], state["history"], state["best"]
+        if self.cluster.rank:                # rank 0's streams were saved; the others draw their own dropout
+            torch.manual_seed(self.cfg.seed + 7919 * self.cluster.rank + self.epoch)
         return True
 
     def _save(self, name: str, state: dict[str, Any]) -> Path:
@@ -161,7 +173,7 @@ class Trainer:
     def fit(self, train: TeacherData, val: TeacherData, log: Callable[[str], None] = print,
             on_epoch: Callable[[dict[str, Any]], None] | None = None,
             on_batch: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
-        torch.set_num_threads(self.cfg.threads)
+        torch.set_num_threads(max(1, self.cfg.threads // self.cluster.local_world))
         n_batches = max(1, len(train) // self.cfg.batch_size)
         if self.cfg.max_batches:
             n_batches = min(n_batches, self.cfg.max_batches)
@@ -173,19 +185,26 @@ class Trainer:
         else:
             random.seed(self.cfg.seed)
             np.random.seed(self.cfg.seed)
-            torch.manual_seed(self.cfg.seed)
+            torch.manual_seed(self.cfg.seed + self.cluster.rank)
         eval_rows = np.arange(min(len(val), self.cfg.eval_rows))
         val_subset = TeacherData(val.x[eval_rows], {k: v[eval_rows] for k, v in val.y.items()},
                                  {k: v[eval_rows] for k, v in val.side.items()})
         while self.epoch < self.cfg.epochs:
             started = time.perf_counter()
             loss = self._epoch(train, n_batches, on_batch)
+            self.cluster.assert_in_sync(self.params, self.device)
+            if not self.cluster.main:        # rank 0 evaluates and checkpoints; the others wait for it
+                self.epoch += 1
+                self.cluster.barrier()
+                continue
             scores, _ = predict(self.model, val_subset, device=self.device)
             result = evaluate(self.spec.tasks, val_subset.y, scores, self.ranking_tasks)
             self.epoch += 1
             seconds = time.perf_counter() - started
             record = {"epoch": self.epoch, "train_loss": loss, "seconds": round(seconds, 2),
                       "samples_per_s": round(n_batches * self.cfg.batch_size / seconds, 1),
+                      "processes": self.cluster.world,
+                      "rows_per_process": n_batches * len(self.cluster.shard(np.arange(self.cfg.batch_size))),
                       **{k: v for k, v in result.items() if k != "tasks"},
                       "uncertainty_weights": self.weighting.weights().detach().cpu().tolist()}
             self.history.append(record)
@@ -198,6 +217,9 @@ class Trainer:
                 f"mean AUC {result['mean_binary_auc']:.4f} ({seconds:.0f} s)")
             if on_epoch:
                 on_epoch(record)
+            self.cluster.barrier()
+        if not self.cluster.main:
+            return {"history": [], "best": self.best}
         best = torch.load(self.run_dir / "best.pt", map_location=self.device, weights_only=False)
         self.model.load_state_dict(best["model"])
         return {"history": self.history, "best": self.best}
@@ -207,7 +229,7 @@ class Trainer:
         order = np.random.default_rng([self.cfg.seed, self.epoch]).permutation(len(data))
         total, used = 0.0, 0
         for b in range(n_batches):
-            rows = np.sort(order[b * self.cfg.batch_size:(b + 1) * self.cfg.batch_size])
+            rows = self.cluster.shard(np.sort(order[b * self.cfg.batch_size:(b + 1) * self.cfg.batch_size]))
             x, side, y = data.batch(rows, self.device)
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 out = self.model(x, side)
@@ -216,11 +238,12 @@ class Trainer:
                 self.adatt.update(losses_t, self.shared, self.step)
                 losses_t = self.adatt.apply(losses_t)
             loss = self.weighting(losses_t, observed_t) + out.regularizer.float()
-            if not torch.isfinite(loss):
+            if self.cluster.any(not bool(torch.isfinite(loss)), self.device):
                 self.optimizer.zero_grad(set_to_none=True)
                 continue
             surgery = self.surgery is not None and self.surgery.due(self.step)
             self.scaler.scale(loss).backward(retain_graph=surgery)
+            self.cluster.average_gradients(self.params)
             self.scaler.unscale_(self.optimizer)
             if surgery:
                 self.surgery.apply(losses_t * self._loss_multipliers(observed_t), self.shared, self.step)

@@ -5,7 +5,8 @@ training service (``python -m finai_models.teacher.service``) as a subprocess, w
 progress to the run log, each epoch's metrics as Pipes messages, and the held-out metrics, gate
 weights and plots as the materialization's metadata. Swapping ``PipesSubprocessClient`` for
 ``dagster_aws.pipes.PipesECSClient`` (or the Kubernetes client) moves training to a GPU task
-without touching the service. Every training asset takes the ``gpu_training`` pool, so one
+without touching the service; ``service.processes`` in ``configs/teacher.yaml`` above 1 launches
+it through torchrun, one data-parallel process per GPU. Every training asset takes the ``gpu_training`` pool, so one
 training runs at a time on the machine.
 """
 
@@ -33,9 +34,15 @@ def _runs_root(s: Settings, month: str, name: str) -> Path:
 def _train(context: dg.AssetExecutionContext, finai: FinAIConfig, pipes: dg.PipesSubprocessClient,
            architecture: str) -> dg.MaterializeResult:
     s = finai.load()
+    processes = int((teacher_config(s).get("service") or {}).get("processes", 1))
+    env = finai.env()
+    launcher = [sys.executable]
+    if processes > 1:                        # one node: rendezvous and gloo traffic stay on loopback
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")
     invocation = pipes.run(
-        command=[sys.executable, "-m", "finai_models.teacher.service", "--architecture", architecture],
-        context=context, env=finai.env(), extras={"train": {"architecture": architecture}},
+        command=[*launcher, "-m", "finai_models.teacher.service", "--architecture", architecture],
+        context=context, env=env, extras={"train": {"architecture": architecture}},
     )
     epochs = [m["epoch"] for m in invocation.get_custom_messages() if isinstance(m, dict) and "epoch" in m]
     context.log.info(f"{architecture}: {len(epochs)} epoch(s) trained in this run")
