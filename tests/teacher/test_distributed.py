@@ -15,7 +15,7 @@ from finai_assets.defs.teacher.assets import ple
 from finai_models.teacher.distributed import Cluster, ReplicaDivergence
 from finai_models.teacher.run import current_run
 from finai_models.teacher.service import runs_root
-from finai_models.teacher.trainer import Trainer, TrainConfig
+from finai_models.teacher.trainer import TrainConfig, Trainer
 
 MONTH = "2025-12"
 
