@@ -67,9 +67,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def predict(model: nn.Module, data: TeacherData, batch_size: int = 8192,
-            device: torch.device | None = None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Per-task scores (probabilities for classification) and layer-0 gate weights [n, T, E]."""
+def predict(model: nn.Module, data: TeacherData, batch_size: int = 8192, device: torch.device | None = None,
+            logits: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Per-task scores (probabilities for classification; raw logits with ``logits=True``) and the
+    layer-0 gate weights [n, T, E]."""
     device = device or next(model.parameters()).device
     tasks = model.spec.tasks
     scores: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}
@@ -82,7 +83,8 @@ def predict(model: nn.Module, data: TeacherData, batch_size: int = 8192,
             out = model(x, side)
             for t, logit in zip(tasks, out.logits, strict=True):
                 logit = logit.float()
-                s = torch.sigmoid(logit[:, 0]) if t.kind == "binary" else \
+                s = (logit if t.kind == "multiclass" else logit[:, 0]) if logits else \
+                    torch.sigmoid(logit[:, 0]) if t.kind == "binary" else \
                     torch.softmax(logit, -1) if t.kind == "multiclass" else logit[:, 0]
                 scores[t.name].append(s.cpu().numpy())
             if out.gates is not None:
