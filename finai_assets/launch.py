@@ -5,7 +5,9 @@
 3. ``phase0_month`` for every month (inputs, 17 feature groups, 13 labels, leakage checks),
 4. ``training`` once (split, normalization, schema, and its checks),
 5. ``teacher`` for the last month (the PLE teacher through the Pipes training service, its
-   LightGBM / shared-bottom / MMoE baselines on the same split, and their comparison).
+   LightGBM / shared-bottom / MMoE baselines on the same split, and their comparison),
+6. ``distill`` for the last month: soft labels, one student per task (each with its blocking
+   fidelity check), promotion against the champion, and the month's bundle.
 
 Each is a recorded run in $DAGSTER_HOME, so the UI (``dagster dev -w workspace.yaml``) shows every
 run, materialization and check. The first failing run stops everything and is named with its
@@ -25,13 +27,13 @@ from finai_models.progress import progress_bar
 
 # The progress bar reports progress; the console logger shows only problems (the UI keeps all events).
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-STAGES = ("raw", "phase0", "training", "teacher")
+STAGES = ("raw", "phase0", "training", "teacher", "distill")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="finai-pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--months", help="FIRST..LAST (YYYY-MM..YYYY-MM); default: every month of the dataset")
-    parser.add_argument("--until", choices=STAGES, default="teacher", help="last stage to run (default: teacher)")
+    parser.add_argument("--until", choices=STAGES, default="distill", help="last stage to run (default: distill)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -93,6 +95,15 @@ def main(argv: list[str] | None = None) -> int:
             if "teacher" in stages:
                 print(f"training the teacher and its baselines for {months[-1]} (progress: the run's log in the UI)")
                 run("teacher", f"the teacher of month {months[-1]}", months[-1])
+            if "distill" in stages:
+                month = months[-1]
+                run("student_inputs", f"the student inputs of {month}", month)
+                tasks = [t.name for t in settings.tasks]
+                with progress_bar(len(tasks), "students", "task", enabled=not args.quiet) as bar:
+                    for task in tasks:
+                        run("students", f"the {task} student of {month}", f"{month}|{task}")
+                        bar.update(1)
+                run("promote", f"promotion and bundle of {month}", month)
     except FinAIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -2,10 +2,12 @@
 
 import dagster as dg
 
+from finai_assets.defs.distill.assets import promotion, soft_labels, student
 from finai_assets.defs.features.assets import feature_group_assets, fitted_state, month_inputs
 from finai_assets.defs.labels.assets import labels
-from finai_assets.defs.partitions import snapshot_months
+from finai_assets.defs.partitions import snapshot_months, student_months_tasks
 from finai_assets.defs.raw.assets import card_transactions, customers, monthly_snapshots, raw_dataset
+from finai_assets.defs.serving.assets import bundle
 from finai_assets.defs.teacher.assets import ablation, comparison, lightgbm_baseline, mmoe, ple, shared_bottom
 from finai_assets.defs.training.assets import training_set
 
@@ -47,4 +49,25 @@ teacher_ablation = dg.define_asset_job(
     selection=dg.AssetSelection.assets(ablation),
     partitions_def=snapshot_months,
     description="Remove each expert, sigmoid vs softmax gates, adaTT on: one comparison table.",
+)
+
+student_inputs = dg.define_asset_job(
+    "student_inputs",
+    selection=dg.AssetSelection.assets(soft_labels),
+    partitions_def=snapshot_months,
+    description="The teacher's soft labels on the students' rows, the binned training sample, and each task's route.",
+)
+
+students = dg.define_asset_job(
+    "students",
+    selection=dg.AssetSelection.assets(student),
+    partitions_def=student_months_tasks,
+    description="One task's student for one month (month|task partition) and its blocking fidelity check.",
+)
+
+promote = dg.define_asset_job(
+    "promote",
+    selection=dg.AssetSelection.assets(promotion, bundle),
+    partitions_def=snapshot_months,
+    description="Champion/challenger promotion of the month's students (audit-logged) and the month's bundle.",
 )

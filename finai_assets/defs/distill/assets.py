@@ -1,0 +1,133 @@
+"""Distillation: the month's shared student inputs, one student per month x task, and promotion.
+
+``distill/soft_labels`` runs the month's teacher once over the students' rows and decides each
+task's route; ``distill/student`` trains one task's LightGBM (a month x task partition, so a
+failed task re-runs alone and the UI shows a grid); its blocking fidelity check lives in
+``checks.py``. ``distill/promotion`` re-applies the same fidelity function to all of the month's
+students, compares them with the champion's on the same held-out rows and writes the decision to
+the audit log.
+"""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from finai_assets.defs.partitions import snapshot_months, student_months_tasks
+from finai_assets.defs.resources import FinAIConfig
+from finai_assets.defs.teacher.assets import _runs_root, lightgbm_baseline, ple
+from finai_models.config import Settings
+from finai_models.distill.config import distill_config
+from finai_models.errors import FinAIError
+
+BY_MONTH = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="month")
+
+
+def distill_root(s: Settings, month: str) -> Path:
+    return s.path("artifacts") / "distill" / month
+
+
+def current_inputs(s: Settings, month: str) -> Path:
+    pointer = distill_root(s, month) / "inputs" / "CURRENT"
+    if not pointer.is_file():
+        raise FinAIError(f"no student inputs for {month}; materialize distill/soft_labels for {month} first")
+    return pointer.parent / pointer.read_text().strip()
+
+
+def students_dir(s: Settings, month: str) -> Path:
+    return distill_root(s, month) / "students"
+
+
+def _keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[str, str]:
+    key = context.partition_key
+    return key.keys_by_dimension["month"], key.keys_by_dimension["task"]
+
+
+@dg.asset(key=["distill", "soft_labels"], group_name="distill", partitions_def=snapshot_months, deps=[ple],
+          kinds={"pytorch", "numpy"}, code_version="soft-labels-v1")
+def soft_labels(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
+    """The teacher's logits (T = 1) on the students' rows, binned training rows, and each task's route."""
+    from finai_models.distill.inputs import prepare_inputs
+    from finai_models.teacher.run import current_run
+    from finai_models.teacher.service import default_training_set
+
+    s = finai.load()
+    month = context.partition_key
+    cfg = distill_config(s)
+    teacher = current_run(_runs_root(s, month, "ple")) / "teacher.pt"
+    out = prepare_inputs(cfg, default_training_set(s), teacher, distill_root(s, month) / "inputs",
+                         log=context.log.info)
+    (out.parent / "CURRENT").write_text(out.name)
+    meta = json.loads((out / "inputs.json").read_text())
+    rows = ["| task | route | teacher (validation) |", "|---|---|---|"]
+    rows += [f"| {t} | {r['route'].upper()} | {r['reason']} |" for t, r in meta["routing"].items()]
+    routes = [r["route"] for r in meta["routing"].values()]
+    return dg.MaterializeResult(metadata={
+        "routing": dg.MetadataValue.md("\n".join(rows)), "rows": meta["rows"], "months": meta["months"],
+        **{f"{r}_tasks": routes.count(r) for r in ("distill", "direct", "rule")},
+        "path": dg.MetadataValue.path(str(out)),
+    })
+
+
+@dg.asset(key=["distill", "student"], group_name="distill", partitions_def=student_months_tasks,
+          ins={"soft_labels": dg.AssetIn(key=soft_labels.key, partition_mapping=BY_MONTH, dagster_type=dg.Nothing)},
+          kinds={"lightgbm"}, code_version="student-v1")
+def student(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
+    """One task's LightGBM student: α-blended on soft + hard labels (or hard only when routed DIRECT),
+    early-stopped and calibrated on the validation months; compared on the test months."""
+    from finai_models.distill.compare import comparison_row
+    from finai_models.distill.students import evaluate_student, train_student
+
+    s = finai.load()
+    month, task = _keys(context)
+    cfg = distill_config(s)
+    inputs = current_inputs(s, month)
+    out = students_dir(s, month) / task
+    meta = train_student(cfg, task, inputs, out, log=context.log.info)
+    result = evaluate_student(cfg, task, out, inputs)
+    baseline = _runs_root(s, month, "lightgbm") / "metrics.json"
+    row = comparison_row(cfg.task(task), result, json.loads(baseline.read_text()) if baseline.is_file() else None)
+    return dg.MaterializeResult(metadata={
+        "route": meta["route"].upper(), "routing_reason": meta["routing"]["reason"],
+        "iterations": meta.get("iterations", 0), "train_rows": meta.get("train_rows", 0),
+        "calibrator": (meta.get("calibrator") or {}).get("kind", "none"), "seconds": meta.get("seconds", 0.0),
+        "comparison": dg.MetadataValue.md(row), "fidelity_passed": result.passed,
+        "path": dg.MetadataValue.path(str(out)),
+    })
+
+
+class PromotionConfig(dg.Config):
+    force: bool = False     # promote even if worse than the champion (never past a failed fidelity gate)
+    reason: str = ""        # recorded in the audit log with a forced promotion
+
+
+@dg.asset(key=["distill", "promotion"], group_name="distill", partitions_def=snapshot_months,
+          ins={"student": dg.AssetIn(key=student.key, partition_mapping=BY_MONTH, dagster_type=dg.Nothing)},
+          deps=[lightgbm_baseline], kinds={"json"}, code_version="promotion-v1")
+def promotion(context: dg.AssetExecutionContext, config: PromotionConfig, finai: FinAIConfig) -> dg.MaterializeResult:
+    """Champion/challenger: promote the month's students only if every one passes the fidelity gate and
+    none is worse than the champion's on the same held-out rows; every decision goes to the audit log."""
+    from finai_models.distill.promotion import Registry, decide
+    from finai_models.distill.students import evaluate_student
+    from finai_serving.audit import load_or_create_key
+
+    s = finai.load()
+    month = context.partition_key
+    cfg = distill_config(s)
+    inputs, folder = current_inputs(s, month), students_dir(s, month)
+    fidelity = {t.name: evaluate_student(cfg, t.name, folder / t.name, inputs) for t in cfg.tasks}
+    registry = Registry(s.path("artifacts") / "distill" / "registry", load_or_create_key(audit_key_path(s)))
+    decision = decide(cfg, month, folder, inputs, fidelity, registry.champion(), force=config.force)
+    if config.force and config.reason:
+        decision.reasons.append(f"operator: {config.reason}")
+    entry = registry.record(decision, folder, context.run_id, fidelity)
+    context.log.info(f"promotion {month}: {decision.action} ({'; '.join(decision.reasons)})")
+    return dg.MaterializeResult(metadata={
+        "decision": decision.action, "promoted": decision.promoted, "champion_before": decision.champion or "none",
+        "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+        "audit_seq": entry["seq"], "audit_log": dg.MetadataValue.path(str(registry.audit.path)),
+    })
+
+
+def audit_key_path(s: Settings) -> Path:
+    return s.workdir / "secrets" / "audit.key"

@@ -1,0 +1,186 @@
+"""Distillation through Dagster: soft labels, month x task students with their blocking fidelity
+check, promotion decisions in the audit log, and a bundle that a failing student blocks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import yaml
+
+from finai_assets.defs.distill.assets import (
+    audit_key_path,
+    current_inputs,
+    promotion,
+    soft_labels,
+    student,
+    students_dir,
+)
+from finai_assets.defs.distill.checks import student_fidelity
+from finai_assets.defs.resources import FinAIConfig
+from finai_assets.defs.serving.assets import bundle
+from finai_models.distill.config import distill_config
+from finai_models.distill.inputs import SchemaMismatch, prepare_inputs
+from finai_models.distill.students import train_student
+from finai_models.errors import ConfigError
+from finai_models.teacher.run import current_run, train_teacher
+from finai_models.teacher.service import default_training_set, runs_root
+from finai_serving.audit import AuditLog, AuditTampered, load_or_create_key
+from finai_serving.student import Student
+
+MONTH, NEXT, LATER = "2025-12", "2025-11", "2025-10"
+
+
+def _materialize(instance, assets, partition, run_config=None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(assets, partition_key=partition, instance=instance, raise_on_error=False,
+                          resources={"finai": FinAIConfig()}, run_config=run_config)
+
+
+TEACHER_CACHE = Path(tempfile.mkdtemp(prefix="finai-tiny-teacher-"))
+
+
+def _teacher(settings, *months: str) -> None:
+    """File the tiny teacher as the teacher of each month (trained once per session: the tiny
+    training set and its config are the same in every test)."""
+    trained = TEACHER_CACHE / "ple"
+    if not trained.is_dir():
+        train_teacher(settings, default_training_set(settings), trained, log=lambda _m: None)
+    for month in months:
+        shutil.copytree(trained, runs_root(settings, month, "ple"))
+
+
+def _students(settings, month: str) -> None:
+    """Every task's student of ``month`` through the library (the asset path is tested on MONTH)."""
+    cfg = distill_config(settings)
+    for t in cfg.tasks:
+        train_student(cfg, t.name, current_inputs(settings, month), students_dir(settings, month) / t.name,
+                      log=lambda _m: None)
+
+
+def _edit_distill(config_copy, **changes) -> None:
+    doc = yaml.safe_load((config_copy / "distill.yaml").read_text())
+    for path, value in changes.items():
+        node = doc
+        *parents, leaf = path.split("__")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    (config_copy / "distill.yaml").write_text(yaml.safe_dump(doc))
+
+
+def test_a_month_distils_promotes_and_bundles(tiny_env, instance):
+    _teacher(tiny_env, MONTH, NEXT, LATER)
+    result = _materialize(instance, [soft_labels], MONTH)
+    assert result.success
+    cfg = distill_config(tiny_env)
+    routes = json.loads((current_inputs(tiny_env, MONTH) / "inputs.json").read_text())["routing"]
+    assert set(routes) == {t.name for t in cfg.tasks}
+
+    for task in cfg.tasks:                                  # the month x task grid, each with its check
+        result = _materialize(instance, [student, student_fidelity], f"{MONTH}|{task.name}")
+        assert result.success, task.name
+        (check,) = result.get_asset_check_evaluations()
+        assert check.passed, (task.name, check.metadata)
+        meta = result.asset_materializations_for_node("distill__student")[0].metadata
+        assert meta["route"].value == routes[task.name]["route"].upper()
+        assert "LightGBM (hard labels)" in meta["comparison"].value
+
+    result = _materialize(instance, [promotion, bundle], MONTH)
+    assert result.success
+    decision = result.asset_materializations_for_node("distill__promotion")[0].metadata["decision"].value
+    assert decision == "bootstrap"
+
+    # the bundle holds every student with its manifest digest, and scores like the training side
+    zipped = tiny_env.path("artifacts") / "bundles" / f"finai-{MONTH}.zip"
+    with zipfile.ZipFile(zipped) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        z.extractall(zipped.parent / "unzipped")
+    assert {n.split("/")[1] for n in manifest["files"]} == {t.name for t in cfg.tasks}
+    modelled = next(t.name for t in cfg.tasks if routes[t.name]["route"] != "rule")
+    x = np.load(current_inputs(tiny_env, MONTH) / "x_test.npy")[:50]
+    np.testing.assert_allclose(Student.load(zipped.parent / "unzipped" / "students" / modelled).predict(x),
+                               Student.load(students_dir(tiny_env, MONTH) / modelled).predict(x))
+
+    # challenger of the same quality: promoted; forced: recorded as forced
+    assert _materialize(instance, [soft_labels], NEXT).success
+    _students(tiny_env, NEXT)
+    result = _materialize(instance, [promotion], NEXT)
+    assert result.asset_materializations_for_node("distill__promotion")[0].metadata["decision"].value == "promote"
+    forced = {"ops": {"distill__promotion": {"config": {"force": True, "reason": "quarter-end freeze"}}}}
+    assert _materialize(instance, [promotion], NEXT, forced).success
+
+    # a much weaker challenger (one stump per student), with the fidelity floor opened so that only
+    # the champion comparison can stop it: rejected, naming the tasks
+    _edit_distill(tiny_env.config_dir, lightgbm__n_estimators=1, lightgbm__num_leaves=2,
+                  fidelity__tier1__binary__max_auc_gap=1.0, fidelity__tier1__binary__max_ece=1.0,
+                  fidelity__tier1__multiclass__max_macro_f1_gap=1.0, fidelity__tier1__regression__max_mae_gap=9.0,
+                  fidelity__tier1__regression__max_rmse_gap=9.0)
+    assert _materialize(instance, [soft_labels], LATER).success
+    _students(tiny_env, LATER)
+    result = _materialize(instance, [promotion], LATER)
+    meta = result.asset_materializations_for_node("distill__promotion")[0].metadata
+    assert meta["decision"].value == "reject" and "vs champion" in meta["reasons"].value, meta["reasons"].value
+
+    log = AuditLog(tiny_env.path("artifacts") / "distill" / "registry" / "promotions.log",
+                   load_or_create_key(audit_key_path(tiny_env)))
+    assert [r["decision"] for r in log.records()] == ["bootstrap", "promote", "forced", "reject"]
+    assert log.verify() == 4
+    assert "quarter-end freeze" in " ".join(log.records()[2]["reasons"])
+    champion = json.loads((log.path.parent / "CHAMPION.json").read_text())
+    assert champion["month"] == NEXT and champion["audit_seq"] == 3            # the reject changed nothing
+    lines = log.path.read_text().splitlines()
+    log.path.write_text("\n".join([lines[0], lines[1].replace('"promote"', '"reject"'), *lines[2:]]) + "\n")
+    with pytest.raises(AuditTampered, match="line 2"):
+        log.verify()
+
+
+def test_a_student_trained_on_shuffled_soft_labels_fails_the_gate_and_blocks_the_bundle(tiny_env, instance):
+    _edit_distill(tiny_env.config_dir, alpha=0.0, routing__binary__distill_auc=0.5)   # pure imitation
+    _teacher(tiny_env, MONTH)
+    assert _materialize(instance, [soft_labels], MONTH).success
+    _students(tiny_env, MONTH)
+    inputs = current_inputs(tiny_env, MONTH)
+    with np.load(inputs / "soft_train.npz") as soft:
+        logits = dict(soft)
+    logits["churn_signal"] = np.random.default_rng(0).permutation(logits["churn_signal"])
+    np.savez(inputs / "soft_train.npz", **logits)
+
+    result = _materialize(instance, [student, student_fidelity], f"{MONTH}|churn_signal")
+    (check,) = result.get_asset_check_evaluations()
+    assert not check.passed and "AUC gap" in check.metadata["tier1_failures"].value[0]
+    result = _materialize(instance, [bundle], MONTH)
+    assert not result.success
+    assert not (tiny_env.path("artifacts") / "bundles" / f"finai-{MONTH}.zip").exists()
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "['churn_signal'] failed the fidelity gate" in failure.event_specific_data.error.to_string()
+
+
+def test_bad_input_gets_a_clear_error(tiny_env, instance):
+    result = _materialize(instance, [soft_labels], MONTH)                 # no teacher for the month
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "no finished training run" in failure.event_specific_data.error.to_string()
+
+    cfg = distill_config(tiny_env)
+    with pytest.raises(ConfigError, match="'telepathy' is not in tasks.yaml"):
+        train_student(cfg, "telepathy", tiny_env.path("artifacts"), tiny_env.path("artifacts") / "x")
+    _edit_distill(tiny_env.config_dir, tasks={"telepathy": {"num_leaves": 7}})
+    with pytest.raises(ConfigError, match=r"overrides \['telepathy'\], which tasks.yaml does not define"):
+        distill_config(tiny_env)
+
+    _edit_distill(tiny_env.config_dir, tasks={})
+    _teacher(tiny_env, MONTH)
+    training_set = default_training_set(tiny_env)
+    schema = json.loads((training_set / "feature_schema.json").read_text())
+    renamed = schema["columns"][3]
+    schema["columns"][3] = "renamed_column"
+    (training_set / "feature_schema.json").write_text(json.dumps(schema))
+    with pytest.raises(SchemaMismatch, match=f"1 missing \\['{renamed}'\\], 1 extra \\['renamed_column'\\]"):
+        prepare_inputs(distill_config(tiny_env), training_set,
+                       current_run(runs_root(tiny_env, MONTH, "ple")) / "teacher.pt", tiny_env.path("artifacts"))
