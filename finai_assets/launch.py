@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     stages = STAGES[: STAGES.index(args.until) + 1]
     try:
         with dg.DagsterInstance.get() as instance:
-            def run(job: str, what: str, partition: str | None = None) -> None:
+            def run(job: str, what: str, partition: str | None = None, assets: list | None = None) -> None:
                 result = definitions.resolve_job_def(job).execute_in_process(
-                    partition_key=partition, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE)
+                    partition_key=partition, instance=instance, raise_on_error=False, run_config=QUIET_CONSOLE,
+                    asset_selection=assets)
                 _check(result, what)
 
             def run_months(job: str, stage: str) -> None:
@@ -98,12 +99,22 @@ def main(argv: list[str] | None = None) -> int:
             if "distill" in stages:
                 month = months[-1]
                 run("student_inputs", f"the student inputs of {month}", month)
-                tasks = [t.name for t in settings.tasks]
+                tasks, gated = [t.name for t in settings.tasks], []
                 with progress_bar(len(tasks), "students", "task", enabled=not args.quiet) as bar:
                     for task in tasks:
-                        run("students", f"the {task} student of {month}", f"{month}|{task}")
+                        try:
+                            run("students", f"the {task} student of {month}", f"{month}|{task}")
+                        except FinAIError as exc:     # the fidelity gate doing its job is an outcome, not a crash
+                            if "failed checks: ['student_fidelity']" not in str(exc):
+                                raise
+                            gated.append(task)
                         bar.update(1)
-                run("promote", f"promotion and bundle of {month}", month)
+                if gated:
+                    run("promote", f"promotion of {month}", month, assets=[dg.AssetKey(["distill", "promotion"])])
+                    print(f"fidelity gate: the {gated} student(s) of {month} failed (see the student_fidelity "
+                          "checks in the UI); promotion rejected, no bundle built for this month")
+                else:
+                    run("promote", f"promotion and bundle of {month}", month)
     except FinAIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
