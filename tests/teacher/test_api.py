@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from finai_models import metrics as M
 from finai_models.errors import ConfigError, DataError
@@ -32,14 +31,6 @@ def make_xy(n: int, seed: int, missing: float = 0.0) -> tuple[np.ndarray, dict[s
         for k in ("a", "r"):
             y[k][rng.random(n) < missing] = np.nan
     return x, y
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _teacher(**kw) -> PLETeacher:

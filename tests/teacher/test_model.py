@@ -27,14 +27,6 @@ def _model(spec: ModelSpec | None = None, seed: int = 0, **cfg) -> torch.nn.Modu
     return build_model(spec or _spec(), ModelConfig(**{**SMALL, **cfg}))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _x(batch: int, seed: int = 1) -> torch.Tensor:
     return torch.randn(batch, N_FEATURES, generator=torch.Generator().manual_seed(seed))
 

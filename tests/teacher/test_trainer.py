@@ -22,14 +22,6 @@ MODEL_CFG = ModelConfig(width=32, task_hidden=32, tower_hidden=(32, 16))
 TINY_CFG = ModelConfig(width=16, task_hidden=16, tower_hidden=(16, 8))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_data(n: int, seed: int, missing: float = 0.2) -> TeacherData:
     """A linear + interaction binary rule, a 3-class label from terciles, a linear regression target;
     ``missing`` of the binary labels are NaN."""
