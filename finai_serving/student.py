@@ -5,7 +5,9 @@ what the fidelity gate measured is exactly what customers get. The booster alway
 score (a logit for binary, class logits for multiclass, a value for regression, whatever objective
 trained it), ``student.json`` records that kind, and the calibrator fitted on held-out rows is a
 1-D map of that raw score (Platt for binary, a linear bias correction for regression), applied
-here at prediction time. A task routed to the rule engine has a ``student.json`` and no model.
+here at prediction time. A student may have been trained on a subset of the columns
+(``features``); callers still pass every column of ``columns`` and the student selects its own.
+A task routed to the rule engine has a ``student.json`` and no model.
 """
 
 from __future__ import annotations
@@ -57,6 +59,15 @@ class Student:
     meta: dict[str, Any]
     booster: Any | None          # lightgbm.Booster; None for a task routed to the rule engine
 
+    def __post_init__(self) -> None:
+        position = {c: i for i, c in enumerate(self.columns)}
+        unknown = [c for c in self.meta.get("features", []) if c not in position]
+        if unknown:
+            raise StudentError(f"task {self.task!r}: student.json 'features' names columns outside 'columns': "
+                               f"{unknown[:5]}")
+        self.selected = (np.array([position[c] for c in self.meta["features"]], np.int64)
+                         if "features" in self.meta else None)
+
     @property
     def task(self) -> str:
         return self.meta["task"]
@@ -96,6 +107,8 @@ class Student:
         if x.ndim != 2 or x.shape[1] != len(self.columns):
             raise StudentError(f"task {self.task!r}: input must be [rows, {len(self.columns)}] in the order of "
                                f"student.json 'columns', got {list(x.shape)}")
+        if self.selected is not None:
+            x = x[:, self.selected]
         raw = np.asarray(self.booster.predict(x, num_iteration=self.meta["iterations"], raw_score=True))
         if self.meta["kind"] == "multiclass":
             raw = raw.reshape(len(x), -1)

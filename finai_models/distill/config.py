@@ -13,8 +13,9 @@ from finai_models.schema import MapOf, Optional, validate
 from finai_models.teacher.tasks import TaskSpec, from_config
 
 SPEC = {
-    "temperature": float, "alpha": float, "max_train_rows": int, "seed": int,
-    "routing": {"binary": {"distill_auc": float, "rule_auc": float},
+    "temperature": float, "alpha": float, "max_train_rows": int, "max_validation_rows": int, "max_features": int,
+    "seed": int,
+    "routing": {"binary": {"distill_auc": float, "rule_auc": float, "rule_margin_se": float},
                 "multiclass": {"distill_f1_per_chance": float, "rule_f1_per_chance": float},
                 "regression": {"distill_r2": float, "rule_r2": float}},
     "lightgbm": MapOf(object),
@@ -30,11 +31,16 @@ SPEC = {
 }
 
 
+SAMPLE_KEYS = ("max_train_rows", "max_features")   # per-task keys that shape a student's rows and columns
+
+
 @dataclass(frozen=True)
 class DistillConfig:
     temperature: float
     alpha: float
-    max_train_rows: int
+    max_train_rows: int          # the teacher scores this sample of the training months
+    max_validation_rows: int     # ... and this sample of the validation months (the test months whole)
+    max_features: int            # columns each student keeps (``screen_features``)
     seed: int
     routing: dict[str, dict[str, float]]
     lightgbm: dict[str, Any]
@@ -51,7 +57,14 @@ class DistillConfig:
         raise ConfigError(f"task {name!r} is not in tasks.yaml (tasks: {', '.join(t.name for t in self.tasks)})")
 
     def lightgbm_for(self, task: str) -> dict[str, Any]:
-        return {**self.lightgbm, **self.overrides.get(task, {})}
+        """LightGBM parameters of ``task``'s student: the common block with its overrides."""
+        return {k: v for k, v in {**self.lightgbm, **self.overrides.get(task, {})}.items() if k not in SAMPLE_KEYS}
+
+    def sample_for(self, task: str) -> tuple[int, int]:
+        """(training rows, feature columns) of ``task``'s student: at most the month's shared sample."""
+        own = self.overrides.get(task, {})
+        return (min(int(own.get("max_train_rows", self.max_train_rows)), self.max_train_rows),
+                int(own.get("max_features", self.max_features)))
 
 
 def distill_config(settings: Settings) -> DistillConfig:
@@ -67,6 +80,9 @@ def distill_config(settings: Settings) -> DistillConfig:
         raise ConfigError(f"{path}: 'tasks' overrides {unknown}, which tasks.yaml does not define")
     if not 0.0 <= doc["alpha"] <= 1.0 or doc["temperature"] <= 0:
         raise ConfigError(f"{path}: alpha must lie in [0, 1] and temperature be positive")
-    return DistillConfig(doc["temperature"], doc["alpha"], doc["max_train_rows"], doc["seed"], doc["routing"],
+    if min(doc["max_train_rows"], doc["max_validation_rows"], doc["max_features"]) < 1:
+        raise ConfigError(f"{path}: max_train_rows, max_validation_rows and max_features must be positive")
+    return DistillConfig(doc["temperature"], doc["alpha"], doc["max_train_rows"], doc["max_validation_rows"],
+                         doc["max_features"], doc["seed"], doc["routing"],
                          dict(doc["lightgbm"]), dict(doc.get("tasks") or {}), doc["fidelity"], doc["promotion"],
                          tasks)

@@ -23,6 +23,9 @@ from finai_models.teacher.tasks import TaskSpec
 from finai_serving.student import sigmoid, softmax
 
 ROUTES = ("distill", "direct", "rule")
+TIER1_METRICS = {"binary": ("teacher_auc", "student_auc", "auc_gap", "student_ece"),
+                 "multiclass": ("teacher_macro_f1", "student_macro_f1", "macro_f1_gap"),
+                 "regression": ("teacher_mae", "student_mae", "mae_gap", "teacher_rmse", "student_rmse", "rmse_gap")}
 
 
 def teacher_scores(task: TaskSpec, logits: np.ndarray) -> np.ndarray:
@@ -120,26 +123,40 @@ def fidelity(task: TaskSpec, route: str, y: np.ndarray, teacher: np.ndarray | No
         check(out["rank_corr"] >= tier2["min_rank_corr"], f"rank correlation {out['rank_corr']:.3f}", info)
         check(out["quartile_agreement"] >= tier2["min_quartile_agreement"],
               f"quartile agreement {out['quartile_agreement']:.3f}", info)
-    bad = [k for k, v in out.items() if not np.isfinite(v)]
-    if bad:
-        fail.append(f"metrics not computable on the held-out rows: {bad}")
+    bad = [k for k in TIER1_METRICS[task.kind] if not np.isfinite(out[k])]
+    if bad:   # tier 2 may be undefined (the rank correlation of a constant student); tier 1 may not
+        fail.append(f"tier-1 metrics not computable on the held-out rows: {bad}")
     return Fidelity(task.name, route, not fail, {k: round(float(v), 6) for k, v in out.items()}, fail, info)
 
 
 def route(task: TaskSpec, y: np.ndarray, teacher: np.ndarray, rules: Mapping[str, Mapping[str, float]]
           ) -> dict[str, Any]:
-    """DISTILL / DIRECT / RULE from the teacher's quality on the validation months, with the reason."""
+    """DISTILL / DIRECT / RULE from the teacher's quality on the validation months, with the reason.
+
+    A binary teacher must clear the rule floor by ``rule_margin_se`` standard errors of its AUC
+    (Hanley-McNeil): on a small month 0.52 on 100 positives is noise, and a student distilled from
+    noise fails its gate at random."""
     m = task_metrics(task, y, teacher)
     r = rules[task.kind]
+    margin, detail = 0.0, ""
     if task.kind == "binary":
         value, metric, hi, lo = m.get("auc", float("nan")), "auc", r["distill_auc"], r["rule_auc"]
+        seen = ~np.isnan(y)
+        positives = int(y[seen].sum())
+        se = M.auc_standard_error(value, positives, int(seen.sum()) - positives)
+        margin = r["rule_margin_se"] * se if np.isfinite(se) else 0.0
+        detail = f" ± {se:.4f} (SE, {positives:,} positives)"
     elif task.kind == "multiclass":
         chance = 1.0 / task.classes
         value, metric = m.get("macro_f1", float("nan")), "macro_f1"
         hi, lo = r["distill_f1_per_chance"] * chance, r["rule_f1_per_chance"] * chance
     else:
         value, metric, hi, lo = m.get("r2", float("nan")), "r2", r["distill_r2"], r["rule_r2"]
-    decision = "distill" if value > hi else "direct" if value > lo else "rule"   # NaN compares False: rule
-    verdict = {"distill": f"> {hi:.4f}", "rule": f"<= {lo:.4f}", "direct": f"in ({lo:.4f}, {hi:.4f}]"}[decision]
+    floor = lo + margin
+    decision = "rule" if not value > floor else "distill" if value > hi else "direct"   # NaN: rule
+    margin_text = f" + {margin:.4f} ({r['rule_margin_se']:g} SE)" if margin else ""
+    verdict = {"distill": f"> {hi:.4f}", "rule": f"<= {lo:.4f}{margin_text}",
+               "direct": f"in ({lo:.4f}{margin_text}, {hi:.4f}]"}[decision]
     return {"route": decision, "metric": metric, "teacher_value": float(value), "distill_above": hi,
-            "rule_at_or_below": lo, "reason": f"teacher {metric} {value:.4f} on the validation months {verdict}"}
+            "rule_at_or_below": floor, "reason": f"teacher {metric} {value:.4f}{detail} on the validation months "
+                                                 f"{verdict}"}

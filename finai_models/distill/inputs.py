@@ -1,12 +1,12 @@
-"""Everything the 13 students of a month share, prepared once: soft labels, matrices, bins, routing.
+"""Everything the 13 students of a month share, prepared once: soft labels, matrices and routing.
 
-The teacher scores a seeded sample of the training months (the students' training rows), every
-validation row (early stopping and calibration) and every test row (the fidelity gate); its
-*logits* are stored per task (T = 1; nothing is rounded to probabilities). The training sample is
-binned once into a LightGBM binary dataset so that each task's student run starts from the same
-bins instead of re-binning ~1200 columns. Routing (DISTILL / DIRECT / RULE) is decided here from
-the teacher's validation-month quality, and the months of every split are recorded so the fidelity
-check can prove its rows were never seen by a student.
+The teacher scores a seeded sample of the training months (the students' training rows), a seeded
+sample of the validation months (early stopping and calibration) and every test row (the fidelity
+gate is always measured on the whole held-out months); its *logits* are stored per task (T = 1;
+nothing is rounded to probabilities). Routing (DISTILL / DIRECT / RULE) is decided here from the
+teacher's validation-month quality, and the months of every split are recorded so the fidelity
+check can prove its rows were never seen by a student. Each student then picks its own rows and
+columns from these matrices (``students``), so no binned dataset is shared.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import torch
 
@@ -64,12 +63,33 @@ def check_same_columns(teacher_columns: list[str], student_columns: list[str], t
         + (f", order differs from column {first}" if first is not None and not missing and not extra else ""))
 
 
-def _sample(data: TeacherData, rows: int, seed: int) -> TeacherData:
-    if len(data) <= rows:
+def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded sample of ``cap`` of ``n`` rows; None when every row is kept."""
+    if cap is None or n <= cap:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def _sample(data: TeacherData, rows: int | None, seed: int) -> TeacherData:
+    keep = sample_rows(len(data), rows, seed)
+    if keep is None:
         return data
-    keep = np.sort(np.random.default_rng(seed).choice(len(data), rows, replace=False))
     return TeacherData(data.x[keep], {k: v[keep] for k, v in data.y.items()},
                        {k: v[keep] for k, v in data.side.items()}, data.customer_id[keep], data.month[keep])
+
+
+def write_part(folder: Path, part: str, x: np.ndarray, hard: dict[str, np.ndarray],
+               soft: dict[str, np.ndarray]) -> None:
+    """The matrices of one split as ``load_part`` reads them: X, hard labels and teacher logits per task."""
+    np.save(Path(folder) / f"x_{part}.npy", x)
+    np.savez(Path(folder) / f"hard_{part}.npz", **hard)
+    np.savez(Path(folder) / f"soft_{part}.npz", **soft)
+
+
+def route_tasks(cfg: DistillConfig, hard: dict[str, np.ndarray], logits: dict[str, np.ndarray]
+                ) -> dict[str, dict[str, Any]]:
+    """Each task's route from the teacher's logits on the validation rows."""
+    return {t.name: route(t, hard[t.name], teacher_scores(t, logits[t.name]), cfg.routing) for t in cfg.tasks}
 
 
 def teacher_logits(model: torch.nn.Module, scaler: InputScaler, data: TeacherData) -> dict[str, np.ndarray]:
@@ -89,7 +109,8 @@ def prepare_inputs(cfg: DistillConfig, training_set: Path, teacher_path: Path, o
     absent = [t.name for t in cfg.tasks if t.name not in names]
     if absent:
         raise FinAIError(f"the teacher at {teacher_path} has no head for task(s) {absent} of tasks.yaml")
-    identity = {"training_set": schema["version"], "teacher": _file_id(teacher_path), "rows": cfg.max_train_rows,
+    caps = {"train": cfg.max_train_rows, "validation": cfg.max_validation_rows, "test": None}
+    identity = {"training_set": schema["version"], "teacher": _file_id(teacher_path), "rows": caps,
                 "seed": cfg.seed, "temperature": cfg.temperature, "routing": cfg.routing}
     out = Path(out_root) / fingerprint(identity)
     if (out / "inputs.json").is_file():
@@ -104,20 +125,15 @@ def prepare_inputs(cfg: DistillConfig, training_set: Path, teacher_path: Path, o
     for part in PARTS:
         started = time.perf_counter()
         data = load_split(training_set, part, schema, spec.tasks)
-        if part == "train":
-            data = _sample(data, cfg.max_train_rows, cfg.seed)
+        months = sorted({str(m) for m in data.month})        # of the whole split, before sampling
+        data = _sample(data, caps[part], cfg.seed)
         logits = teacher_logits(model, scaler, data)
-        np.save(tmp / f"x_{part}.npy", data.x)
-        np.savez(tmp / f"hard_{part}.npz", **{t.name: data.y[t.name] for t in cfg.tasks})
-        np.savez(tmp / f"soft_{part}.npz", **{t.name: logits[t.name] for t in cfg.tasks})
+        write_part(tmp, part, data.x, {t.name: data.y[t.name] for t in cfg.tasks},
+                   {t.name: logits[t.name] for t in cfg.tasks})
         meta["rows"][part] = len(data)
-        meta["months"][part] = sorted({str(m) for m in data.month})
-        if part == "train":
-            lgb.Dataset(data.x, np.zeros(len(data)), params=_bin_params(cfg), free_raw_data=True
-                        ).construct().save_binary(str(tmp / "train.bin"))
+        meta["months"][part] = months
         if part == "validation":
-            meta["routing"] = {t.name: route(t, data.y[t.name], teacher_scores(t, logits[t.name]), cfg.routing)
-                               for t in cfg.tasks}
+            meta["routing"] = route_tasks(cfg, data.y, logits)
         meta["seconds"][part] = round(time.perf_counter() - started, 1)
         log(f"{part}: {len(data):,} rows, months {meta['months'][part][0]}..{meta['months'][part][-1]}, teacher "
             f"logits and matrices in {meta['seconds'][part]:.0f} s")
@@ -125,12 +141,6 @@ def prepare_inputs(cfg: DistillConfig, training_set: Path, teacher_path: Path, o
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
-
-
-def _bin_params(cfg: DistillConfig) -> dict[str, Any]:
-    base = cfg.lightgbm
-    return {"max_bin": int(base.get("max_bin", 63)), "verbose": -1, "num_threads": int(base.get("num_threads", 2)),
-            "min_data_in_leaf": int(base.get("min_child_samples", 20)), "feature_pre_filter": False}
 
 
 def _file_id(path: Path) -> dict[str, Any]:

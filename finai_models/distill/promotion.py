@@ -52,8 +52,9 @@ def decide(cfg: DistillConfig, month: str, students_dir: Path, inputs_dir: Path,
            champion: dict[str, Any] | None, force: bool = False) -> Decision:
     failed = sorted(t for t, f in fidelity.items() if not f.passed)
     if failed:
+        reasons = [f"{t}: fidelity gate failed: {'; '.join(fidelity[t].failures)}" for t in failed]
         return Decision("reject", month, champion and champion["month"],
-                        [f"fidelity gate failed for {failed}" + (" (force does not override it)" if force else "")])
+                        reasons + (["force does not override the fidelity gate"] if force else []))
     if champion is None:
         return Decision("bootstrap", month, None, ["no champion yet"])
     if force:

@@ -1,6 +1,9 @@
 """One task's student: train (α-blended, or hard-only when routed DIRECT), calibrate, save, and judge.
 
-Training rows are the sampled training months; early stopping watches the validation months
+Training rows are the month's sampled training rows (a task may take fewer, ``max_train_rows``),
+and each student keeps the ``max_features`` columns that explain most of its target: the
+teacher's logits when it distils, the hard labels when it is routed DIRECT (``screen_features``).
+The shipped student still takes every column and selects its own. Early stopping watches the validation months
 (AUC for binary tasks, the blended loss otherwise), and the calibrator (Platt on the raw logit
 for binary, a linear bias correction for regression) is fitted on those validation rows too.
 The fidelity gate then scores the test months, which neither the student nor its calibrator
@@ -23,7 +26,7 @@ import numpy as np
 from finai_models import metrics as M
 from finai_models.distill.config import DistillConfig
 from finai_models.distill.fidelity import Fidelity, fidelity, teacher_scores
-from finai_models.distill.inputs import load_inputs, load_part
+from finai_models.distill.inputs import load_inputs, load_part, sample_rows
 from finai_models.distill.objective import BlendedObjective, Targets
 from finai_models.errors import FinAIError
 from finai_serving.student import FORMAT, RAW_OUTPUT, Student, sha256_file
@@ -32,7 +35,11 @@ Log = Callable[[str], None]
 
 
 def fit_platt(raw: np.ndarray, y: np.ndarray, iterations: int = 50) -> dict[str, float]:
-    """p = σ(a + b·raw) by Newton's method on the log-loss (a tiny ridge keeps it finite on separable rows)."""
+    """p = σ(a + b·raw) by Newton's method on the log-loss (a tiny ridge keeps it finite on separable rows).
+
+    The slope is kept at b ≥ 0: calibration may rescale a student's order but never reverse it.
+    When the best slope is negative (the student ranks the held-out rows worse than chance) the
+    calibrator falls back to the base rate, and the fidelity gate judges that constant honestly."""
     a, b = 0.0, 1.0
     for _ in range(iterations):
         p = 1 / (1 + np.exp(-(a + b * raw)))
@@ -43,7 +50,44 @@ def fit_platt(raw: np.ndarray, y: np.ndarray, iterations: int = 50) -> dict[str,
         a, b = a - step[0], b - step[1]
         if np.abs(step).max() < 1e-9:
             break
+    if b < 0:
+        rate = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
+        a, b = np.log(rate / (1 - rate)), 0.0
     return {"kind": "platt", "a": float(a), "b": float(b)}
+
+
+def screen_features(x: np.ndarray, target: np.ndarray, keep: int, max_rows: int = 50_000, seed: int = 0
+                    ) -> np.ndarray:
+    """Sorted indices of the ``keep`` columns of ``x`` with the largest Σ corr² over the target's columns.
+
+    ``target`` is [n] or [n, K] (teacher logits, or one-hot classes); rows with a NaN target are
+    ignored and at most ``max_rows`` rows are read. Linear screening is a cheap first cut: the
+    trees still find the interactions among the columns it keeps."""
+    target = np.asarray(target, np.float64).reshape(len(target), -1)
+    if keep >= x.shape[1]:
+        return np.arange(x.shape[1])
+    rows = np.flatnonzero(~np.isnan(target).any(axis=1))
+    if len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
+    xs = np.nan_to_num(np.asarray(x[rows], np.float64))
+    xs -= xs.mean(axis=0)
+    xs /= np.where(xs.std(axis=0) > 0, xs.std(axis=0), np.inf)          # a constant column scores 0
+    ts = target[rows] - target[rows].mean(axis=0)
+    ts /= np.where(ts.std(axis=0) > 0, ts.std(axis=0), np.inf)
+    score = ((xs.T @ ts / len(rows)) ** 2).sum(axis=1)
+    return np.sort(np.argsort(-score, kind="stable")[:keep])
+
+
+def _screening_target(kind: str, classes: int, route: str, hard: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """What the student learns: the teacher's logits (DISTILL) or the hard labels (DIRECT, one-hot classes)."""
+    if route == "distill":
+        return soft
+    if kind != "multiclass":
+        return hard
+    onehot = np.full((len(hard), classes), np.nan)
+    seen = ~np.isnan(hard)
+    onehot[seen] = np.eye(classes)[hard[seen].astype(np.int64)]
+    return onehot
 
 
 def fit_bias_correction(raw: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -70,7 +114,7 @@ def train_student(cfg: DistillConfig, task_name: str, inputs_dir: Path, out_dir:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     if decision["route"] != "rule":
-        meta.update(_fit(cfg, task, Path(inputs_dir), tmp, soft_override, decision["route"], log))
+        meta.update(_fit(cfg, task, Path(inputs_dir), tmp, soft_override, decision["route"], meta["columns"], log))
     (tmp / "student.json").write_text(json.dumps(meta, indent=1))
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
@@ -78,17 +122,25 @@ def train_student(cfg: DistillConfig, task_name: str, inputs_dir: Path, out_dir:
 
 
 def _fit(cfg: DistillConfig, task, inputs_dir: Path, tmp: Path, soft_override: np.ndarray | None, route: str,
-         log: Log) -> dict[str, Any]:
+         columns: list[str], log: Log) -> dict[str, Any]:
     started = time.perf_counter()
     alpha = cfg.alpha if route == "distill" else 1.0
     objective = BlendedObjective(task.kind, alpha, cfg.temperature)
-    _, hard, soft = load_part(inputs_dir, "train", task.name)
+    x_all, hard, soft = load_part(inputs_dir, "train", task.name)
     if soft_override is not None:
         soft = soft_override
+    max_rows, max_features = cfg.sample_for(task.name)
+    rows = sample_rows(len(hard), max_rows, cfg.seed)
+    if rows is not None:
+        hard, soft = hard[rows], soft[rows]
+    x = np.asarray(x_all if rows is None else x_all[rows])
+    k = task.classes if task.kind == "multiclass" else 1
+    features = screen_features(x, _screening_target(task.kind, k, route, hard, soft), max_features, seed=cfg.seed)
+    x = x[:, features]
     x_val, hard_val, soft_val = load_part(inputs_dir, "validation", task.name)
+    x_val = np.asarray(x_val[:, features])
     train_t, val_t = Targets(hard, soft), Targets(hard_val, soft_val)
     offset = objective.offset(train_t)
-    k = task.classes if task.kind == "multiclass" else 1
     params = {k_: v for k_, v in cfg.lightgbm_for(task.name).items() if k_ not in ("n_estimators",
                                                                                   "early_stopping_rounds")}
     params.update(objective=lambda raw, _data: objective.gradients(_shape(raw, k), train_t),
@@ -96,9 +148,8 @@ def _fit(cfg: DistillConfig, task, inputs_dir: Path, tmp: Path, soft_override: n
     if task.kind == "multiclass":
         params["num_class"] = k
     n, n_val = len(hard), len(x_val)
-    train = lgb.Dataset(str(inputs_dir / "train.bin"),
-                        init_score=np.full(n, offset[0]) if k == 1 else np.tile(offset, (n, 1)))
-    valid = lgb.Dataset(np.asarray(x_val), np.zeros(n_val), reference=train,
+    train = lgb.Dataset(x, np.zeros(n), init_score=np.full(n, offset[0]) if k == 1 else np.tile(offset, (n, 1)))
+    valid = lgb.Dataset(x_val, np.zeros(n_val), reference=train,
                         init_score=np.full(n_val, offset[0]) if k == 1 else np.tile(offset, (n_val, 1)))
 
     labelled = ~np.isnan(hard_val)
@@ -116,7 +167,7 @@ def _fit(cfg: DistillConfig, task, inputs_dir: Path, tmp: Path, soft_override: n
                         feval=stop_metric, callbacks=[lgb.early_stopping(patience, verbose=False)])
     best = booster.best_iteration or booster.current_iteration()
     booster.save_model(str(tmp / "model.txt"), num_iteration=best)
-    raw_val = _shape(np.asarray(booster.predict(np.asarray(x_val), num_iteration=best, raw_score=True)), k) + offset
+    raw_val = _shape(np.asarray(booster.predict(x_val, num_iteration=best, raw_score=True)), k) + offset
     seen = ~np.isnan(hard_val)
     calibrator = None
     if task.kind == "binary" and 0 < hard_val[seen].sum() < seen.sum():
@@ -124,10 +175,11 @@ def _fit(cfg: DistillConfig, task, inputs_dir: Path, tmp: Path, soft_override: n
     elif task.kind == "regression" and seen.sum() > 2:
         calibrator = fit_bias_correction(raw_val[seen], hard_val[seen])
     seconds = time.perf_counter() - started
-    log(f"{task.name}: {route}, alpha {alpha}, {best} of {rounds} rounds, {seconds:.0f} s")
+    log(f"{task.name}: {route}, alpha {alpha}, {n:,} rows x {len(features)} columns, {best} of {rounds} rounds, "
+        f"{seconds:.0f} s")
     return {"alpha": alpha, "temperature": cfg.temperature, "iterations": int(best), "rounds_max": rounds,
             "raw_offset": offset.tolist(), "calibrator": calibrator, "model_sha256": sha256_file(tmp / "model.txt"),
-            "train_rows": int(len(hard)), "seconds": round(seconds, 1),
+            "features": [columns[i] for i in features], "train_rows": int(n), "seconds": round(seconds, 1),
             "lightgbm": {k_: v for k_, v in params.items() if k_ != "objective"}}
 
 

@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import dagster as dg
+import lightgbm as lgb
 import numpy as np
 import pytest
 import yaml
@@ -32,7 +33,7 @@ from finai_models.errors import ConfigError
 from finai_models.teacher.run import current_run, train_teacher
 from finai_models.teacher.service import default_training_set, runs_root
 from finai_serving.audit import AuditLog, AuditTampered, load_or_create_key
-from finai_serving.student import Student
+from finai_serving.student import Student, StudentError
 
 MONTH, NEXT, LATER = "2025-12", "2025-11", "2025-10"
 
@@ -159,6 +160,35 @@ def test_a_student_trained_on_shuffled_soft_labels_fails_the_gate_and_blocks_the
     assert not (tiny_env.path("artifacts") / "bundles" / f"finai-{MONTH}.zip").exists()
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "['churn_signal'] failed the fidelity gate" in failure.event_specific_data.error.to_string()
+    forced = {"ops": {"distill__promotion": {"config": {"force": True, "reason": "try anyway"}}}}
+    result = _materialize(instance, [promotion], MONTH, forced)
+    meta = result.asset_materializations_for_node("distill__promotion")[0].metadata
+    assert meta["decision"].value == "reject"
+    assert "churn_signal: fidelity gate failed: AUC gap" in meta["reasons"].value, meta["reasons"].value
+    assert "force does not override the fidelity gate" in meta["reasons"].value
+
+
+def test_a_student_on_fewer_rows_and_screened_columns_passes_and_selects_its_own_columns(tiny_env, instance):
+    _edit_distill(tiny_env.config_dir, tasks={"churn_signal": {"max_train_rows": 1500, "max_features": 60}})
+    _teacher(tiny_env, MONTH)
+    assert _materialize(instance, [soft_labels], MONTH).success
+    result = _materialize(instance, [student, student_fidelity], f"{MONTH}|churn_signal")
+    (check,) = result.get_asset_check_evaluations()
+    assert result.success and check.passed, check.metadata
+    folder = students_dir(tiny_env, MONTH) / "churn_signal"
+    meta = json.loads((folder / "student.json").read_text())
+    assert meta["train_rows"] == 1500 and len(meta["features"]) == 60 and len(meta["columns"]) > 1000
+    linear = meta["columns"][[t.name for t in tiny_env.tasks].index("churn_signal")]   # conftest._labels
+    assert linear in meta["features"], "screening dropped the column the label is linear in"
+
+    x = np.load(current_inputs(tiny_env, MONTH) / "x_test.npy")[:200]                # every column
+    served = Student.load(folder)
+    position = {c: i for i, c in enumerate(meta["columns"])}
+    booster = lgb.Booster(model_file=str(folder / "model.txt"))
+    raw = booster.predict(x[:, [position[c] for c in meta["features"]]], raw_score=True) + meta["raw_offset"][0]
+    np.testing.assert_allclose(served.raw(x), raw, rtol=1e-6)
+    with pytest.raises(StudentError, match=r"input must be \[rows, \d+\]"):
+        served.predict(x[:, :60])                                     # the selected width is not the input
 
 
 def test_bad_input_gets_a_clear_error(tiny_env, instance):

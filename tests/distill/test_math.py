@@ -9,7 +9,7 @@ import pytest
 
 from finai_models.distill.fidelity import ece, fidelity, jsd, rank_corr, route
 from finai_models.distill.objective import BlendedObjective, Targets
-from finai_models.distill.students import fit_bias_correction, fit_platt
+from finai_models.distill.students import fit_bias_correction, fit_platt, screen_features
 from finai_models.teacher.tasks import TaskSpec
 from finai_serving.audit import AuditLog, AuditTampered
 from finai_serving.student import calibrate
@@ -98,6 +98,17 @@ def test_fidelity_blocks_a_student_far_below_its_teacher_but_not_one_above_it():
     assert any("ECE" in f for f in shifted.failures)            # same ranking, miscalibrated: blocks
 
 
+def test_an_undefined_tier2_metric_is_recorded_but_an_undefined_tier1_metric_blocks():
+    rng = np.random.default_rng(1)
+    y = (rng.random(2000) < 0.2).astype(float)
+    weak_teacher = np.clip(0.2 + 0.005 * (y - 0.2) + rng.normal(0, 0.05, 2000), 0.01, 0.99)
+    constant = np.full(2000, y.mean())                      # a base-rate student: rank correlation undefined
+    result = fidelity(BINARY, "direct", y, weak_teacher, constant, THRESHOLDS)
+    assert np.isnan(result.metrics["rank_corr"]) and result.passed, result
+    no_positives = fidelity(BINARY, "direct", np.zeros(2000), weak_teacher, constant, THRESHOLDS)
+    assert not no_positives.passed and "tier-1 metrics not computable" in no_positives.failures[-1]
+
+
 def test_regression_gaps_are_relative_and_multiclass_uses_macro_f1():
     y = np.linspace(0, 10, 200)
     ok = fidelity(REG, "distill", y, y + 1.0, y + 1.02, THRESHOLDS)
@@ -112,7 +123,7 @@ def test_regression_gaps_are_relative_and_multiclass_uses_macro_f1():
 
 
 def test_routing_follows_the_configured_thresholds():
-    rules = {"binary": {"distill_auc": 0.6, "rule_auc": 0.52},
+    rules = {"binary": {"distill_auc": 0.6, "rule_auc": 0.52, "rule_margin_se": 0.0},
              "multiclass": {"distill_f1_per_chance": 2.0, "rule_f1_per_chance": 1.0},
              "regression": {"distill_r2": 0.05, "rule_r2": 0.01}}
     y = np.array([0, 0, 1, 1, 0, 1], float)
@@ -123,6 +134,45 @@ def test_routing_follows_the_configured_thresholds():
     assert "validation months" in route(REG, np.arange(6.0), np.arange(6.0), rules)["reason"]
 
 
+def _scores_with_auc(positives: int, negatives: int, target: float, seed: int | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and binormal scores whose AUC is ``target``: evenly spaced quantiles (seed None) or draws."""
+    from scipy.stats import norm
+
+    shift = np.sqrt(2) * norm.ppf(target)
+    if seed is None:
+        pos, neg = (norm.ppf((np.arange(n) + 0.5) / n) for n in (positives, negatives))
+    else:
+        rng = np.random.default_rng(seed)
+        pos, neg = rng.normal(size=positives), rng.normal(size=negatives)
+    return np.r_[np.ones(positives), np.zeros(negatives)], np.r_[pos + shift, neg]
+
+
+def test_routing_asks_a_weak_binary_teacher_to_clear_the_floor_by_its_standard_error():
+    rules = {"binary": {"distill_auc": 0.55, "rule_auc": 0.52, "rule_margin_se": 1.0}}
+    y_small, s_small = _scores_with_auc(60, 1940, 0.545)
+    small = route(BINARY, y_small, s_small, rules)
+    y_big, s_big = _scores_with_auc(6000, 194000, 0.545)
+    big = route(BINARY, y_big, s_big, rules)
+    assert small["teacher_value"] == pytest.approx(big["teacher_value"], abs=0.005)
+    assert 0.535 < small["teacher_value"] < 0.55
+    assert small["route"] == "rule" and "60 positives" in small["reason"] and "1 SE" in small["reason"], small
+    assert big["route"] == "direct" and big["rule_at_or_below"] < 0.525, big
+    no_margin = route(BINARY, y_small, s_small, {"binary": {**rules["binary"], "rule_margin_se": 0.0}})
+    assert no_margin["route"] != "rule"
+
+
+def test_auc_standard_error_matches_hanley_mcneil_and_shrinks_with_rows():
+    from finai_models.metrics import auc_standard_error
+
+    from finai_models.metrics import auc
+
+    aucs = [auc(*_scores_with_auc(100, 900, 0.6, seed)) for seed in range(300)]   # the spread it estimates
+    assert auc_standard_error(float(np.mean(aucs)), 100, 900) == pytest.approx(np.std(aucs), rel=0.15)
+    assert auc_standard_error(0.55, 6000, 194000) < auc_standard_error(0.55, 60, 1940) / 5
+    assert np.isnan(auc_standard_error(0.5, 0, 100))
+
+
 def test_platt_and_bias_correction_recover_known_maps():
     rng = np.random.default_rng(0)
     raw = rng.normal(size=20000)
@@ -130,6 +180,8 @@ def test_platt_and_bias_correction_recover_known_maps():
     platt = fit_platt(raw, y)
     assert platt["a"] == pytest.approx(0.5, abs=0.06) and platt["b"] == pytest.approx(2.0, abs=0.1)
     assert calibrate("binary", np.array([0.0]), platt)[0] == pytest.approx(1 / (1 + np.exp(-platt["a"])))
+    reversed_ = fit_platt(-raw, y)                   # a student whose order is upside down on these rows
+    assert reversed_["b"] == 0.0 and calibrate("binary", np.array([-3.0, 3.0]), reversed_) == pytest.approx(y.mean())
     lin = fit_bias_correction(raw, 3 + 0.5 * raw)
     assert lin["a"] == pytest.approx(3) and lin["b"] == pytest.approx(0.5)
 
@@ -158,3 +210,15 @@ def test_audit_chain_verifies_and_detects_each_kind_of_tampering(tmp_path):
     assert log.verify() == 4
     with pytest.raises(AuditTampered, match="modified"):
         AuditLog(tmp_path / "audit.log", b"x" * 32).verify()                            # wrong key
+
+
+def test_screening_keeps_the_columns_that_explain_the_target():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5000, 200)).astype(np.float32)
+    x[:, 7] = 1.0                                                   # constant: never kept
+    logits = np.stack([x[:, 3] - 2 * x[:, 150], x[:, 42] + 0.5 * rng.normal(size=5000)], axis=1)
+    logits[:100] = np.nan                                           # rows without a target are ignored
+    assert screen_features(x, logits, 3).tolist() == [3, 42, 150]
+    assert screen_features(x, logits[:, 0], 1, max_rows=1000).tolist() == [150]
+    assert 7 not in screen_features(x, logits, 199)
+    assert screen_features(x, logits, 500).tolist() == list(range(200))

@@ -120,7 +120,7 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig, finai:
     decision = decide(cfg, month, folder, inputs, fidelity, registry.champion(), force=config.force)
     if config.force and config.reason:
         decision.reasons.append(f"operator: {config.reason}")
-    entry = registry.record(decision, folder, context.run_id, fidelity)
+    entry = registry.record(decision, folder, context.run.run_id, fidelity)
     context.log.info(f"promotion {month}: {decision.action} ({'; '.join(decision.reasons)})")
     return dg.MaterializeResult(metadata={
         "decision": decision.action, "promoted": decision.promoted, "champion_before": decision.champion or "none",
