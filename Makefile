@@ -27,6 +27,7 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.generator
 	$(BIN)/python -m benchmarks.teacher
+	$(BIN)/python -m benchmarks.distill
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
