@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +33,7 @@ os.environ.pop("FINAI_DATASET", None)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # torch and LightGBM share 2 cores in one process
 os.environ.pop("FINAI_CONFIG_DIR", None)
 
-from finai_assets.instance import ensure_dagster_home  # noqa: E402
+from finai_assets.instance import INSTANCE_TEMPLATE, ensure_dagster_home  # noqa: E402
 from finai_models.config import REPO_ROOT, Settings, load_settings  # noqa: E402
 from finai_models.data.generate import generate_synthetic  # noqa: E402
 from finai_models.phase0.side_inputs import SideInputs, save_side  # noqa: E402
@@ -131,3 +139,122 @@ def tiny_env(tmp_path: Path, config_copy: Path, monkeypatch) -> Settings:
     settings = load_settings()
     write_training_set(settings)
     return settings
+
+
+# --- a real `dagster dev` on loopback, driven through the GraphQL the UI sends ---------------------
+
+_LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on InvalidSubsetError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+_RUN = "query Run($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+_ERRORS = """
+query Errors($id: ID!) {
+  logsForRun(runId: $id) {
+    ... on EventConnection { events { ... on ErrorEvent { error { message } } } }
+  }
+}"""
+
+
+class DagsterDev:
+    """A ``dagster dev`` webserver (with its daemon) and the GraphQL calls the UI makes to it."""
+
+    def __init__(self, url: str, log: Path):
+        self.url, self.log = url, log
+
+    def graphql(self, query: str, **variables) -> dict:
+        body = json.dumps({"query": query, "variables": variables}).encode()
+        request = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            doc = json.load(response)
+        assert "errors" not in doc, doc["errors"]
+        return doc["data"]
+
+    def wait(self, predicate, seconds: float, what: str):
+        """``predicate()``'s first truthy value within ``seconds``, else fail with the tail of the log."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(1)
+        raise AssertionError(f"{what} within {seconds:.0f} s; dagster dev said:\n{self.log.read_text()[-4000:]}")
+
+    def launch(self, asset_path: list[str], partition: str, *, dimensions: Sequence[str] = (),
+               checks: Sequence[str] | None = None) -> str:
+        """The UI's Materialize of one asset partition; returns the run id.
+
+        ``dimensions``: the dimension names of a multi-partition key ("month|task" -> ("month", "task")):
+        the UI tags the run with each dimension's key besides ``dagster/partition``, and Dagster needs
+        them (with the joined key alone, ``context.partition_key`` is a plain string, not a
+        ``MultiPartitionKey``). ``checks``: the asset's checks to run with it, as the UI lists them;
+        None leaves the selection to Dagster (every check of the asset).
+        """
+        tags = [{"key": "dagster/partition", "value": partition}]
+        if dimensions:
+            keys = partition.split("|")
+            tags += [{"key": f"dagster/partition/{d}", "value": k} for d, k in zip(dimensions, keys, strict=True)]
+        selector = {"repositoryLocationName": "finai", "repositoryName": "__repository__",
+                    "pipelineName": "__ASSET_JOB", "assetSelection": [{"path": asset_path}]}
+        if checks is not None:
+            selector["assetCheckSelection"] = [{"assetKey": {"path": asset_path}, "name": c} for c in checks]
+        launched = self.graphql(_LAUNCH, params={"selector": selector, "mode": "default",
+                                                 "executionMetadata": {"tags": tags}})["launchPipelineExecution"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
+
+    def wait_for_run(self, run_id: str, seconds: float) -> str:
+        """The run's final status (SUCCESS, FAILURE or CANCELED)."""
+        def finished() -> str | None:
+            status = self.graphql(_RUN, id=run_id)["runOrError"]["status"]
+            return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+        return self.wait(finished, seconds, f"run {run_id} did not finish")
+
+    def errors(self, run_id: str) -> str:
+        """The run's error messages (failed steps, the failed run), for an assertion's message."""
+        events = self.graphql(_ERRORS, id=run_id)["logsForRun"].get("events", [])
+        return "\n".join(e["error"]["message"] for e in events if e.get("error"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dagster_dev(tiny_env: Settings, tmp_path: Path):
+    """``dagster dev`` on a free loopback port, over ``tiny_env``'s work directory and configs, with a
+    fresh Dagster home (telemetry off); stopped (its whole process group) after the test."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
+    port, log = _free_port(), tmp_path / "dagster_dev.log"
+    dev = DagsterDev(f"http://127.0.0.1:{port}/graphql", log)
+    dagster = Path(sys.executable).with_name("dagster")
+    with log.open("w") as out:
+        server = subprocess.Popen([str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+                                  cwd=REPO_ROOT, env={**os.environ, "DAGSTER_HOME": str(home)}, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        def ready() -> bool:
+            try:
+                return bool(dev.graphql("{ version }"))
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return False
+
+        dev.wait(ready, 180, "the webserver did not answer")
+        yield dev
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)

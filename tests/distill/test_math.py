@@ -163,9 +163,7 @@ def test_routing_asks_a_weak_binary_teacher_to_clear_the_floor_by_its_standard_e
 
 
 def test_auc_standard_error_matches_hanley_mcneil_and_shrinks_with_rows():
-    from finai_models.metrics import auc_standard_error
-
-    from finai_models.metrics import auc
+    from finai_models.metrics import auc, auc_standard_error
 
     aucs = [auc(*_scores_with_auc(100, 900, 0.6, seed)) for seed in range(300)]   # the spread it estimates
     assert auc_standard_error(float(np.mean(aucs)), 100, 900) == pytest.approx(np.std(aucs), rel=0.15)
