@@ -6,6 +6,7 @@ import os
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from finai_assets.defs.pipes import WholeLineFileMessageReader
 from finai_assets.settings import settings
 from finai_models.config import Settings, load_settings
 
@@ -27,13 +28,18 @@ class FinAIConfig(dg.ConfigurableResource):
                 "FINAI_DATASET": self.dataset or os.environ.get("FINAI_DATASET") or s.pipeline["dataset"]}
 
 
+def pipes_client() -> dg.PipesSubprocessClient:
+    """The training service's launcher: a local subprocess, its messages read whole (``defs.pipes``)."""
+    return dg.PipesSubprocessClient(message_reader=WholeLineFileMessageReader())
+
+
 def _local() -> dict:
     s = settings()
     wh = s.pipeline["warehouse"]
     s.workdir.mkdir(parents=True, exist_ok=True)
     return {
         "finai": FinAIConfig(),
-        "pipes_subprocess_client": dg.PipesSubprocessClient(),
+        "pipes_subprocess_client": pipes_client(),
         "warehouse": DuckDBResource(
             database=str(s.path("warehouse")),
             connection_config={"memory_limit": wh["memory_limit"], "threads": wh["threads"]},

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 import yaml
 
-from finai_assets.defs.resources import FinAIConfig
+from finai_assets.defs.resources import FinAIConfig, pipes_client
 from finai_assets.defs.teacher.assets import ple
 from finai_models.teacher.distributed import Cluster, ReplicaDivergence
 from finai_models.teacher.run import current_run
@@ -70,7 +70,7 @@ def test_teacher_asset_trains_data_parallel_through_torchrun(tiny_env, config_co
     (config_copy / "teacher.yaml").write_text(yaml.safe_dump(teacher))
 
     result = dg.materialize([ple], partition_key=MONTH, instance=instance, raise_on_error=False, resources={
-        "finai": FinAIConfig(), "pipes_subprocess_client": dg.PipesSubprocessClient()})
+        "finai": FinAIConfig(), "pipes_subprocess_client": pipes_client()})
     assert result.success
     (event,) = result.asset_materializations_for_node("teacher__ple")
     meta = {k: v.value for k, v in event.metadata.items()}

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from finai_assets.defs.resources import FinAIConfig
+from finai_assets.defs.resources import FinAIConfig, pipes_client
 from finai_assets.defs.teacher.assets import ple
 from finai_assets.defs.teacher.checks import experts_receive_input, teacher_beats_chance
 from finai_models.teacher.run import current_run
@@ -26,7 +26,7 @@ MONTH = "2025-12"
 
 def _materialize(instance, *assets) -> dg.ExecuteInProcessResult:
     return dg.materialize(list(assets), partition_key=MONTH, instance=instance, raise_on_error=False, resources={
-        "finai": FinAIConfig(), "pipes_subprocess_client": dg.PipesSubprocessClient()})
+        "finai": FinAIConfig(), "pipes_subprocess_client": pipes_client()})
 
 
 def _metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -65,7 +65,7 @@ def test_teacher_checks_pass_and_a_dead_expert_stops_training(tiny_env, instance
 
     def materialize() -> dg.ExecuteInProcessResult:
         return dg.materialize([ple, *checks], partition_key=MONTH, instance=instance, raise_on_error=False,
-                              resources={"finai": FinAIConfig(), "pipes_subprocess_client": dg.PipesSubprocessClient()})
+                              resources={"finai": FinAIConfig(), "pipes_subprocess_client": pipes_client()})
 
     result = materialize()
     assert result.success
