@@ -75,5 +75,10 @@ class WholeLineFileMessageReader(dg.PipesMessageReader):
             handler.report_pipes_framework_exception("WholeLineFileMessageReader reader thread", sys.exc_info())
             raise
 
+    @property
+    def expected_writer_count(self) -> int:
+        """One writer: the training service's rank 0 (the base property warns that it is a preview)."""
+        return 1
+
     def no_messages_debug_text(self) -> str:
         return "Attempted to read messages from a temporary file (WholeLineFileMessageReader)."
