@@ -3,9 +3,9 @@
 Training rows are the month's sampled training rows (a task may take fewer, ``max_train_rows``),
 and each student keeps the ``max_features`` columns that explain most of its target: the
 teacher's logits when it distils, the hard labels when it is routed DIRECT (``screen_features``).
-The shipped student still takes every column and selects its own. Early stopping watches the validation months
-(AUC for binary tasks, the blended loss otherwise), and the calibrator (Platt on the raw logit
-for binary, a linear bias correction for regression) is fitted on those validation rows too.
+The shipped student still takes every column and selects its own. Early stopping watches the
+validation months (AUC for binary tasks, the blended loss otherwise), and the calibrator (Platt
+on the raw logit for binary, a linear bias correction for regression) is fitted there too.
 The fidelity gate then scores the test months, which neither the student nor its calibrator
 saw, through ``finai_serving.student`` - the same code the Lambda handler runs.
 """
@@ -70,10 +70,11 @@ def screen_features(x: np.ndarray, target: np.ndarray, keep: int, max_rows: int 
     if len(rows) > max_rows:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_rows, replace=False))
     xs = np.nan_to_num(np.asarray(x[rows], np.float64))
-    xs -= xs.mean(axis=0)
-    xs /= np.where(xs.std(axis=0) > 0, xs.std(axis=0), np.inf)          # a constant column scores 0
-    ts = target[rows] - target[rows].mean(axis=0)
-    ts /= np.where(ts.std(axis=0) > 0, ts.std(axis=0), np.inf)
+    ts = target[rows]
+    for m in (xs, ts):                                                   # standardise in place
+        m -= m.mean(axis=0)
+        sd = m.std(axis=0)
+        m /= np.where(sd > 0, sd, np.inf)                                # a constant column scores 0
     score = ((xs.T @ ts / len(rows)) ** 2).sum(axis=1)
     return np.sort(np.argsort(-score, kind="stable")[:keep])
 
