@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from finai_serving.features import Normalization
+
 CODE_SUFFIXES = ("_code", "_id", "_state", "_cluster", "_mcc", "_hour")
 PROB_MARKERS = ("_prob", "posterior")
 MIN_DISTINCT_FOR_LOG = 20
@@ -97,14 +99,8 @@ class Normalizer:
         return self.columns + [f"{c}_log" for c in self.log_columns]
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, np.float64)
-        continuous = np.array([k == "continuous" for k in self.kinds])
-        out = x.copy()
-        out[:, continuous] = (x[:, continuous] - self.mean[continuous]) / self.std[continuous]
-        index = {c: j for j, c in enumerate(self.columns)}
-        logs = [np.log1p(np.maximum(x[:, index[c]], 0)) for c in self.log_columns]
-        return np.concatenate([out, np.stack(logs, axis=1)], axis=1).astype(np.float32) if logs \
-            else out.astype(np.float32)
+        """The served transform (``finai_serving.features.Normalization``): one implementation for both."""
+        return Normalization(self.to_json())(x)
 
     def to_json(self) -> dict[str, Any]:
         return {"columns": self.columns, "kinds": self.kinds, "mean": self.mean.tolist(), "std": self.std.tolist(),
