@@ -1,12 +1,14 @@
 """One task's student as it is shipped: a LightGBM model plus ``student.json``, scored one way.
 
-Training (fidelity, promotion) and the Lambda handler both score through ``Student.predict``, so
-what the fidelity gate measured is exactly what customers get. The booster always emits its raw
-score (a logit for binary, class logits for multiclass, a value for regression, whatever objective
-trained it), ``student.json`` records that kind, and the calibrator fitted on held-out rows is a
-1-D map of that raw score (Platt for binary, a linear bias correction for regression), applied
-here at prediction time. A student may have been trained on a subset of the columns
-(``features``); callers still pass every column of ``columns`` and the student selects its own.
+Training (fidelity, promotion) and the Lambda handler both score through this class, so what the
+fidelity gate measured is what customers get: the handler may evaluate the same trees with numpy
+(``trees``) or compiled C (``compiled``), both tested to give the booster's raw scores exactly.
+The booster always emits its raw score (a logit for binary, class logits for multiclass, a value
+for regression, whatever objective trained it), ``student.json`` records that kind, and the
+calibrator fitted on held-out rows is a 1-D map of that raw score (Platt for binary, a linear bias
+correction for regression), applied here at prediction time. A student may have been trained on a
+subset of the columns (``features``); callers still pass every column of ``columns`` and the
+student selects its own.
 A task routed to the rule engine has a ``student.json`` and no model.
 """
 
@@ -58,6 +60,7 @@ def calibrate(kind: str, raw: np.ndarray, calibrator: dict[str, Any] | None) -> 
 class Student:
     meta: dict[str, Any]
     booster: Any | None          # lightgbm.Booster; None for a task routed to the rule engine
+    ensemble: Any | None = None  # finai_serving.trees.TreeEnsemble: the same trees, scored with numpy
 
     def __post_init__(self) -> None:
         position = {c: i for i, c in enumerate(self.columns)}
@@ -81,7 +84,8 @@ class Student:
         return self.meta["columns"]
 
     @classmethod
-    def load(cls, folder: Path | str) -> Student:
+    def load(cls, folder: Path | str, trees: bool = False) -> Student:
+        """``trees``: also load ``trees.npz`` (the bundle's dumped trees) and score with it."""
         folder = Path(folder)
         meta_path = folder / "student.json"
         if not meta_path.is_file():
@@ -98,7 +102,12 @@ class Student:
             raise StudentError(f"{model}: SHA-256 differs from student.json (a modified or mixed-up model)")
         import lightgbm as lgb
 
-        return cls(meta, lgb.Booster(model_file=str(model)))
+        booster = lgb.Booster(model_file=str(model))
+        if not trees:
+            return cls(meta, booster)
+        from finai_serving.trees import TreeEnsemble
+
+        return cls(meta, booster, TreeEnsemble.load(folder / "trees.npz"))
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         if self.booster is None:
@@ -109,10 +118,28 @@ class Student:
                                f"student.json 'columns', got {list(x.shape)}")
         if self.selected is not None:
             x = x[:, self.selected]
-        raw = np.asarray(self.booster.predict(x, num_iteration=self.meta["iterations"], raw_score=True))
+        raw = self.ensemble.raw(x) if self.ensemble is not None else \
+            np.asarray(self.booster.predict(x, num_iteration=self.meta["iterations"], raw_score=True))
         if self.meta["kind"] == "multiclass":
             raw = raw.reshape(len(x), -1)
         return raw + np.asarray(self.meta["raw_offset"])   # boosting started from this constant
+
+    def contributions(self, x: np.ndarray) -> np.ndarray:
+        """LightGBM's per-feature contributions (TreeSHAP) over the student's own columns, without the
+        bias term: ``[n, features]``, or ``[n, K, features]`` for multiclass (raw-score space)."""
+        if self.booster is None:
+            raise StudentError(f"task {self.task!r} has no model: it is served by the rule engine")
+        x = np.asarray(x, dtype=np.float32)
+        if self.selected is not None:
+            x = x[:, self.selected]
+        c = np.asarray(self.booster.predict(x, num_iteration=self.meta["iterations"], pred_contrib=True))
+        if self.meta["kind"] == "multiclass":
+            return c.reshape(len(x), -1, x.shape[1] + 1)[..., :-1]
+        return c[:, :-1]
+
+    def from_booster_raw(self, raw: np.ndarray) -> np.ndarray:
+        """``predict``'s output from the booster's own raw score (what a compiled scorer returns)."""
+        return calibrate(self.meta["kind"], raw + np.asarray(self.meta["raw_offset"]), self.meta.get("calibrator"))
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (binary: [n]; multiclass: [n, K]) or values (regression: [n])."""
