@@ -7,7 +7,12 @@
 5. ``teacher`` for the last month (the PLE teacher through the Pipes training service, its
    LightGBM / shared-bottom / MMoE baselines on the same split, and their comparison),
 6. ``distill`` for the last month: soft labels, one student per task (each with its blocking
-   fidelity check), promotion against the champion, and the month's bundle.
+   fidelity check), promotion against the champion, the serving batch and the month's bundle,
+7. ``serve``: the bundle answers a ``recommend`` request in a clean subprocess that sees only the
+   bundle and its runtime packages (``infra/local/invoke_bundle.py``), as Lambda would.
+
+``--s3`` publishes the bundle to S3 through dagster-aws: a moto server on 127.0.0.1 stands in
+for AWS (nothing leaves the machine).
 
 Each is a recorded run in $DAGSTER_HOME, so the UI (``dagster dev -w workspace.yaml``) shows every
 run, materialization and check. The first failing run stops everything and is named with its
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from finai_assets.instance import ensure_dagster_home
 from finai_models import months as M
@@ -27,14 +33,15 @@ from finai_models.progress import progress_bar
 
 # The progress bar reports progress; the console logger shows only problems (the UI keeps all events).
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-STAGES = ("raw", "phase0", "training", "teacher", "distill")
+STAGES = ("raw", "phase0", "training", "teacher", "distill", "serve")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="finai-pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--months", help="FIRST..LAST (YYYY-MM..YYYY-MM); default: every month of the dataset")
-    parser.add_argument("--until", choices=STAGES, default="distill", help="last stage to run (default: distill)")
+    parser.add_argument("--until", choices=STAGES, default="serve", help="last stage to run (default: serve)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--s3", action="store_true", help="publish the bundle to S3 on a local moto server")
     return parser.parse_args(argv)
 
 
@@ -66,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ensure_dagster_home(settings.path("dagster_home"))
+    moto = _local_s3() if args.s3 else None
+    gated: list[str] = []
 
     import dagster as dg
 
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             if "distill" in stages:
                 month = months[-1]
                 run("student_inputs", f"the student inputs of {month}", month)
-                tasks, gated = [t.name for t in settings.tasks], []
+                tasks = [t.name for t in settings.tasks]
                 with progress_bar(len(tasks), "students", "task", enabled=not args.quiet) as bar:
                     for task in tasks:
                         try:
@@ -114,13 +123,70 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"fidelity gate: the {gated} student(s) of {month} failed (see the student_fidelity "
                           "checks in the UI); promotion rejected, no bundle built for this month")
                 else:
-                    run("promote", f"promotion and bundle of {month}", month)
+                    run("promote", f"promotion, serving batch and bundle of {month}", month)
+            if "serve" in stages and not gated:
+                serve(settings.path("artifacts") / "bundles" / f"finai-{months[-1]}.zip",
+                      settings.path("artifacts") / "serving" / months[-1] / "batch")
     except FinAIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if moto is not None:
+            moto.stop()
     print(f"ran {', '.join(stages)} for {len(months)} months ({months[0]}..{months[-1]}); warehouse "
           f"{settings.path('warehouse')}; Dagster home {instance.root_directory}")
     return 0
+
+
+def _local_s3():
+    """A moto S3 server on 127.0.0.1 and a bucket; the bundle store resource is pointed at it."""
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "local-moto")
+    os.environ.update(FINAI_BUNDLE_STORE="s3", FINAI_BUNDLE_BUCKET="finai-bundles",
+                      FINAI_S3_ENDPOINT=f"http://{host}:{port}")
+    boto3.client("s3", endpoint_url=os.environ["FINAI_S3_ENDPOINT"], region_name="ap-northeast-2").create_bucket(
+        Bucket="finai-bundles", CreateBucketConfiguration={"LocationConstraint": "ap-northeast-2"})
+    print(f"S3: a moto server on {host}:{port}, bucket finai-bundles")
+    return server
+
+
+def serve(bundle: Path, batch: Path) -> None:
+    """Ask the bundle for one batch customer's recommendation in a clean subprocess; print what it says."""
+    import json
+    import subprocess
+
+    import numpy as np
+
+    from finai_models.config import REPO_ROOT
+
+    with np.load(batch / "customers.npz") as b:
+        customer = str(b["customer_id"][0])
+    event = {"action": "recommend", "customer_id": customer, "locale": "en"}
+    state = batch.parent / "serving_state"          # the handler's audit log, opt-outs and key, kept for the demo
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "infra" / "local" / "invoke_bundle.py"), str(bundle),
+                           "--event", json.dumps(event), "--env", f"FINAI_SERVING_STATE={state}"],
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise FinAIError(f"the bundle {bundle.name} did not answer in a clean subprocess: "
+                         f"{(done.stderr or done.stdout).strip()[-800:]}")
+    answer = json.loads(done.stdout)
+    if answer.get("status") != 200:
+        raise FinAIError(f"the bundle {bundle.name} answered {answer}")
+    cold = next((line for line in done.stderr.splitlines() if line.startswith("cold start:")), "")
+    print(f"bundle {bundle.name} answered in a clean subprocess (only its runtime packages; {cold}) for "
+          f"customer {customer}:")
+    for item in answer["recommendations"]:
+        print(f"  {item['rank']}. {item['name']} (score {item['score']:.2f}): {item['reason']['text']}")
+    if not answer["recommendations"]:
+        print(f"  no product passed the constraints: {answer.get('blocked') or answer.get('withheld')}")
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ def _canonical(record: dict[str, Any]) -> bytes:
 
 
 class AuditLog:
-    def __init__(self, path: Path, key: bytes):
-        self.path, self.key = Path(path), key
+    def __init__(self, path: Path, key: bytes, fsync: bool = True):
+        self.path, self.key, self.fsync = Path(path), key, fsync
+        self._tail: tuple[int, int, str] | None = None      # (file size, records, last MAC) as last verified
 
     def _mac(self, record: dict[str, Any]) -> str:
         return hmac.new(self.key, _canonical(record), hashlib.sha256).hexdigest()
@@ -74,19 +75,53 @@ class AuditLog:
         return len(lines)
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Add one record (after verifying the chain) under an exclusive lock; returns it."""
+        """Add one record under an exclusive lock (verifying the chain unless this writer wrote its end)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                count = self.verify()
-                prev = self.records()[-1]["mac"] if count else GENESIS
+                size = os.fstat(f.fileno()).st_size
+                if self._tail is None or self._tail[0] != size:
+                    count = self.verify()
+                    self._tail = (size, count, self.records()[-1]["mac"] if count else GENESIS)
+                _, count, prev = self._tail
                 record = {"seq": count + 1, "time": datetime.now(UTC).isoformat(timespec="seconds"), "event": event,
                           **fields, "prev": prev}
                 record["mac"] = self._mac(record)
                 f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
                 f.flush()
-                os.fsync(f.fileno())
+                if self.fsync:
+                    os.fsync(f.fileno())
+                self._tail = (f.tell(), count + 1, record["mac"])
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``verify LOG [--key-file F]``: exit 0 and the record count, or 1 naming the broken line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="finai-audit", description="Verify a FinAI audit log's HMAC hash chain.")
+    parser.add_argument("command", choices=["verify"])
+    parser.add_argument("log", type=Path)
+    parser.add_argument("--key-file", type=Path, help="the key file ($FINAI_AUDIT_KEY wins when set)")
+    args = parser.parse_args(argv)
+    if not args.log.is_file():
+        print(f"error: no audit log at {args.log}")
+        return 2
+    key_file = args.key_file or args.log.with_suffix(".key")
+    if not os.environ.get("FINAI_AUDIT_KEY") and not key_file.is_file():
+        print(f"error: no key: set FINAI_AUDIT_KEY or pass --key-file (looked for {key_file})")
+        return 2
+    try:
+        count = AuditLog(args.log, load_or_create_key(key_file)).verify()
+    except AuditTampered as exc:
+        print(f"TAMPERED: {exc}")
+        return 1
+    print(f"ok: {count} records, hash chain intact ({args.log})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

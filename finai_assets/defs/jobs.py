@@ -7,7 +7,7 @@ from finai_assets.defs.features.assets import feature_group_assets, fitted_state
 from finai_assets.defs.labels.assets import labels
 from finai_assets.defs.partitions import snapshot_months, student_months_tasks
 from finai_assets.defs.raw.assets import card_transactions, customers, monthly_snapshots, raw_dataset
-from finai_assets.defs.serving.assets import bundle
+from finai_assets.defs.serving.assets import batch, bundle
 from finai_assets.defs.teacher.assets import ablation, comparison, lightgbm_baseline, mmoe, ple, shared_bottom
 from finai_assets.defs.training.assets import training_set
 
@@ -67,7 +67,8 @@ students = dg.define_asset_job(
 
 promote = dg.define_asset_job(
     "promote",
-    selection=dg.AssetSelection.assets(promotion, bundle),
+    selection=dg.AssetSelection.assets(promotion, batch, bundle),
     partitions_def=snapshot_months,
-    description="Champion/challenger promotion of the month's students (audit-logged) and the month's bundle.",
+    description="Champion/challenger promotion of the month's students (audit-logged), the serving batch "
+                "and the month's Lambda bundle.",
 )

@@ -2,6 +2,7 @@
 
 
 import os
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -28,6 +29,37 @@ class FinAIConfig(dg.ConfigurableResource):
                 "FINAI_DATASET": self.dataset or os.environ.get("FINAI_DATASET") or s.pipeline["dataset"]}
 
 
+class BundleStore(dg.ConfigurableResource):
+    """Where a built bundle is published: kept in the artifacts folder (``local``) or uploaded to an S3
+    bucket through dagster-aws (``s3``; ``endpoint_url`` points at a local moto server in tests)."""
+
+    kind: str = "local"
+    bucket: str = ""
+    prefix: str = "bundles"
+    endpoint_url: str = ""
+    region_name: str = "ap-northeast-2"
+
+    def publish(self, path: Path, month: str) -> str:
+        if self.kind == "local":
+            return str(path)
+        if self.kind != "s3" or not self.bucket:
+            raise ValueError(f"bundle store {self.kind!r}: expected 'local', or 's3' with a bucket")
+        from dagster_aws.s3 import S3Resource
+
+        client = S3Resource(endpoint_url=self.endpoint_url or None, region_name=self.region_name).get_client()
+        key = f"{self.prefix}/{month}/{path.name}"
+        client.upload_file(str(path), self.bucket, key, ExtraArgs={"Metadata": {"month": month}})
+        return f"s3://{self.bucket}/{key}"
+
+
+def bundle_store() -> BundleStore:
+    """``$FINAI_BUNDLE_STORE``: ``local`` (default) or ``s3`` with ``$FINAI_BUNDLE_BUCKET`` (and
+    ``$FINAI_S3_ENDPOINT`` for a local moto server)."""
+    return BundleStore(kind=os.environ.get("FINAI_BUNDLE_STORE", "local"),
+                       bucket=os.environ.get("FINAI_BUNDLE_BUCKET", ""),
+                       endpoint_url=os.environ.get("FINAI_S3_ENDPOINT", ""))
+
+
 def pipes_client() -> dg.PipesSubprocessClient:
     """The training service's launcher: a local subprocess, its messages read whole (``defs.pipes``)."""
     return dg.PipesSubprocessClient(message_reader=WholeLineFileMessageReader())
@@ -40,6 +72,7 @@ def _local() -> dict:
     return {
         "finai": FinAIConfig(),
         "pipes_subprocess_client": pipes_client(),
+        "bundle_store": bundle_store(),
         "warehouse": DuckDBResource(
             database=str(s.path("warehouse")),
             connection_config={"memory_limit": wh["memory_limit"], "threads": wh["threads"]},

@@ -11,10 +11,11 @@ the bundle's integrity checks:
    ``model/manifest.json`` and refuse any file the manifest does not list.
 2. ``build_deps``: the layer's stand-in, a folder of symlinks to the manifest's runtime packages and
    everything they require (recursively), resolved in this interpreter with importlib.metadata.
-3. ``run_handler``: a clean ``python -S -E -s`` subprocess (no site-packages, no PYTHON* variables,
-   a minimal environment without credentials) whose sys.path is the task root, the deps folder and
-   the standard library; it imports ``finai_serving.handler``, calls ``handler(event, None)`` and
-   measures the cold start (import + first call) itself, so interpreter start-up is not counted.
+3. ``run_handler``: a clean ``python -B -S -E -s`` subprocess (no bytecode written, as on Lambda's
+   read-only task root; no site-packages, no PYTHON* variables, a minimal environment without
+   credentials) whose sys.path is the task root, the deps folder and the standard library; it
+   imports ``finai_serving.handler``, calls ``handler(event, None)`` and measures the cold start
+   (import + first call) itself, so interpreter start-up is not counted.
 
 Command line: the handler's JSON response goes to stdout; the included packages, the handler's own
 output (Lambda's log stream) and the cold start go to stderr. Exit 0 when the handler returned a
@@ -207,7 +208,7 @@ def run_handler(task_root: Path, deps: Path, event: Any, *, env: Mapping[str, st
     clean_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC",
                  "LAMBDA_TASK_ROOT": str(task_root), **(env or {})}
     try:
-        done = subprocess.run([sys.executable, "-S", "-E", "-s", "-c", _RUNNER, str(task_root), str(deps)],
+        done = subprocess.run([sys.executable, "-B", "-S", "-E", "-s", "-c", _RUNNER, str(task_root), str(deps)],
                               input=json.dumps(event), capture_output=True, text=True, cwd=task_root,
                               env=clean_env, timeout=timeout)
     except subprocess.TimeoutExpired as e:
