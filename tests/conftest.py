@@ -98,12 +98,16 @@ def _labels(settings: Settings, x: np.ndarray, rng: np.random.Generator) -> dict
     return out
 
 
-def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0) -> Path:
+def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0, column_name=None,
+                       normalizer=None) -> Path:
+    """``column_name(group, i)`` names the columns (default ``<group>__<i>``); ``normalizer(columns)``
+    gives the schema a normalizer (default none)."""
     rng = np.random.default_rng(seed)
+    column_name = column_name or (lambda group, i: f"{group}__{i:03d}")
     columns, groups = [], []
     for g in settings.feature_groups:
         groups.append({"name": g.name, "start": len(columns), "end": len(columns) + g.dim})
-        columns += [f"{g.name}__{i:03d}" for i in range(g.dim)]
+        columns += [column_name(g.name, i) for i in range(g.dim)]
     out = settings.path("artifacts") / "training_set" / version
     out.mkdir(parents=True, exist_ok=True)
     for part, n in ROWS.items():
@@ -120,7 +124,7 @@ def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0)
         save_side(SideInputs(sequence, mask, diagrams, np.ones((n, 4, 16), bool)), out, part)
     schema = {"version": version, "state_version": None, "columns": columns, "groups": groups, "log_columns": [],
               "experts": {}, "tasks": [{"name": t.name, "type": t.type} for t in settings.tasks],
-              "split": {}, "rows": ROWS, "normalizer": {},
+              "split": {}, "rows": ROWS, "normalizer": normalizer(columns) if normalizer else {},
               "side": {"sequence_shape": [12, 11], "diagram_shape": [4, 16]}}
     (out / "feature_schema.json").write_text(json.dumps(schema))
     (out.parent / "CURRENT").write_text(version)
@@ -139,6 +143,14 @@ def tiny_env(tmp_path: Path, config_copy: Path, monkeypatch) -> Settings:
     settings = load_settings()
     write_training_set(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def serving_bundle(tmp_path_factory) -> dict:
+    """A real bundle (tiny teacher, 13 students, monthly batch) built once per session (``bundle_fixture``)."""
+    from bundle_fixture import build
+
+    return build(tmp_path_factory.mktemp("serving-bundle"), write_training_set)
 
 
 # --- a real `dagster dev` on loopback, driven through the GraphQL the UI sends ---------------------

@@ -1,0 +1,47 @@
+"""The bundle as Lambda runs it: unpacked into an empty folder, verified, and answering in a clean
+interpreter that sees only the bundle and its runtime packages (``infra/local/invoke_bundle.py``)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from finai_models.config import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def invoker():
+    spec = importlib.util.spec_from_file_location("invoke_bundle", REPO_ROOT / "infra" / "local" / "invoke_bundle.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["invoke_bundle"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_bundle_answers_a_recommendation_in_a_clean_subprocess(serving_bundle, invoker, tmp_path):
+    task = tmp_path / "task"
+    manifest = invoker.unpack(serving_bundle["zip"], task)
+    assert manifest["runtime"]["packages"] == ["numpy", "lightgbm"]
+    env = {"FINAI_SERVING_STATE": str(tmp_path / "state")}
+    beat = invoker.invoke_timed(task, {"action": "heartbeat"}, env=env)
+    assert beat.response["status"] == 200 and beat.response["month"] == "2025-12"
+    assert any(p.startswith("lightgbm ") for p in beat.packages)
+    assert not any(p.split()[0] in ("dagster", "torch", "pyyaml", "boto3") for p in beat.packages), beat.packages
+
+    answer = invoker.invoke(task, {"action": "recommend", "customer_id": "9", "locale": "ko"}, env=env)
+    assert answer["status"] == 200 and answer["recommendations"], answer
+    assert all(i["reason"]["text"] and i["reason"]["safety_passed"] for i in answer["recommendations"])
+    bad = invoker.invoke(task, {"action": "recommend", "customer_id": "9", "top_k": "three"}, env=env)
+    assert bad["status"] == 400 and bad["error"]["field"] == "top_k"
+    assert (tmp_path / "state" / "finai-audit.jsonl").is_file()      # the audit record left the sandbox
+
+
+def test_a_bundle_with_a_modified_student_is_refused_before_it_runs(serving_bundle, invoker, tmp_path):
+    task = tmp_path / "task"
+    invoker.unpack(serving_bundle["zip"], task)
+    model = task / "model" / "students" / "churn_signal" / "model.txt"
+    model.write_text(model.read_text().replace("shrinkage", "shrinkage ", 1))
+    with pytest.raises(invoker.BundleRefused, match="churn_signal/model.txt"):
+        invoker.invoke(task, {"action": "heartbeat"})
