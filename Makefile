@@ -28,6 +28,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.generator
 	$(BIN)/python -m benchmarks.teacher
 	$(BIN)/python -m benchmarks.distill
+	$(BIN)/python -m benchmarks.tree_scoring
+	$(BIN)/python -m benchmarks.serving
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

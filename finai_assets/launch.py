@@ -140,11 +140,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _local_s3():
     """A moto S3 server on 127.0.0.1 and a bucket; the bundle store resource is pointed at it."""
+    import logging
     import os
 
     import boto3
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)       # no access log line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
