@@ -45,9 +45,9 @@ def _canonical(record: dict[str, Any]) -> bytes:
 
 
 class AuditLog:
-    def __init__(self, path: Path, key: bytes, fsync: bool = True):
-        self.path, self.key, self.fsync = Path(path), key, fsync
-        self._tail: tuple[int, int, str] | None = None      # (file size, records, last MAC) as last verified
+    def __init__(self, path: Path, key: bytes, fsync: bool = True, incremental: bool = False):
+        self.path, self.key, self.fsync, self.incremental = Path(path), key, fsync, incremental
+        self._tail: tuple[int, bytes, int, str] | None = None   # (file size, last line, records, last MAC)
 
     def _mac(self, record: dict[str, Any]) -> str:
         return hmac.new(self.key, _canonical(record), hashlib.sha256).hexdigest()
@@ -75,27 +75,37 @@ class AuditLog:
         return len(lines)
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Add one record under an exclusive lock (verifying the chain unless this writer wrote its end)."""
+        """Add one record under an exclusive lock, after verifying the chain (incrementally: its tail)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a+") as f:
+        with open(self.path, "a+b") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                size = os.fstat(f.fileno()).st_size
-                if self._tail is None or self._tail[0] != size:
+                if not self._own_tail(f):
                     count = self.verify()
-                    self._tail = (size, count, self.records()[-1]["mac"] if count else GENESIS)
-                _, count, prev = self._tail
+                    self._tail = (0, b"", count, self.records()[-1]["mac"] if count else GENESIS)
+                _, _, count, prev = self._tail
                 record = {"seq": count + 1, "time": datetime.now(UTC).isoformat(timespec="seconds"), "event": event,
                           **fields, "prev": prev}
                 record["mac"] = self._mac(record)
-                f.write(json.dumps(record, sort_keys=True, default=str) + "\n")
+                line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+                f.write(line)
                 f.flush()
                 if self.fsync:
                     os.fsync(f.fileno())
-                self._tail = (f.tell(), count + 1, record["mac"])
+                self._tail = (f.tell(), line, count + 1, record["mac"])
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return record
+
+    def _own_tail(self, f: Any) -> bool:
+        """Incremental mode: does the file still end exactly with the last record this writer wrote?"""
+        if not self.incremental or self._tail is None or not self._tail[1]:
+            return False
+        size, line = self._tail[0], self._tail[1]
+        if os.fstat(f.fileno()).st_size != size:
+            return False
+        f.seek(size - len(line))
+        return f.read(len(line)) == line
 
 
 def main(argv: list[str] | None = None) -> int:

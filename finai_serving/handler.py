@@ -50,7 +50,7 @@ class Service:
         scratch = Path(env.get("FINAI_SERVING_STATE", tempfile.gettempdir()))
         self.key = audit_key(env, scratch)
         self.audit = AuditLog(Path(env.get("FINAI_AUDIT_LOG", scratch / "finai-audit.jsonl")), self.key,
-                              fsync=env.get("FINAI_AUDIT_FSYNC", "1") != "0")
+                              fsync=env.get("FINAI_AUDIT_FSYNC", "1") != "0", incremental=True)
         self.optouts = OptOuts(Path(env.get("FINAI_OPTOUT_FILE", scratch / "finai-optouts.jsonl")),
                                env.get("FINAI_OPTOUT_TABLE", ""))
         self.kill_switch = KillSwitch(env, tasks=list(self.model.students))
@@ -64,7 +64,7 @@ class Service:
             return None, "disabled"
         from finai_serving.l2a import rewriter_from_env
 
-        return rewriter_from_env(self.model.cfg["reasons"])
+        return rewriter_from_env(self.model.cfg["reasons"], env)
 
     # ---- actions -------------------------------------------------------------------------------
 

@@ -179,7 +179,8 @@ class BedrockRewriter:
         return L2aResult(text, "L2a", why, self.model_id, votes=verdicts)
 
 
-def rewriter_from_env(config: Mapping[str, Any]) -> tuple[Rewriter | None, str]:
+def rewriter_from_env(config: Mapping[str, Any], env: Mapping[str, str] | None = None
+                      ) -> tuple[Rewriter | None, str]:
     """A Bedrock rewriter when ``FINAI_L2A=bedrock`` and AWS credentials exist, else (None, why).
 
     Never raises: a missing profile or a client that cannot be built is a reason to stay on L1.
@@ -187,7 +188,8 @@ def rewriter_from_env(config: Mapping[str, Any]) -> tuple[Rewriter | None, str]:
     the cache off. ``FINAI_BEDROCK_MODEL_ID`` (set by infra/template.yaml) overrides ``l2a.model_id``, so
     the model the role may invoke and the model called are the same.
     """
-    if os.environ.get("FINAI_L2A", "").strip().lower() != "bedrock":
+    env = os.environ if env is None else env
+    if env.get("FINAI_L2A", "").strip().lower() != "bedrock":
         return None, "disabled"
     spec = config["l2a"]
     try:
@@ -197,12 +199,12 @@ def rewriter_from_env(config: Mapping[str, Any]) -> tuple[Rewriter | None, str]:
         region = session.region_name or spec["region"]
         boto_cfg = BotoConfig(connect_timeout=spec["connect_timeout_s"], read_timeout=spec["read_timeout_s"],
                               retries={"max_attempts": 2, "mode": "standard"})
-        table = os.environ.get("FINAI_REASON_CACHE_TABLE", spec["cache_table"])
+        table = env.get("FINAI_REASON_CACHE_TABLE", spec["cache_table"])
         cache = (ReasonCache(session.client("dynamodb", region_name=region, config=boto_cfg), table,
                              spec["cache_ttl_hours"]) if table else None)
         rewriter = BedrockRewriter(session.client("bedrock-runtime", region_name=region, config=boto_cfg),
                                    SafetyGate(config),
-                                   model_id=os.environ.get("FINAI_BEDROCK_MODEL_ID") or spec["model_id"],
+                                   model_id=env.get("FINAI_BEDROCK_MODEL_ID") or spec["model_id"],
                                    system=spec["system"],
                                    prompt=spec["prompt"], votes=spec["votes"], min_agree=spec["min_agree"],
                                    max_tokens=spec["max_tokens"], temperature=spec["temperature"], cache=cache)

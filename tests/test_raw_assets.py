@@ -33,7 +33,7 @@ def test_definitions_load_and_jobs_select_something(settings):
     raw = {"raw_dataset", "raw/customers", "raw/monthly_snapshots", "raw/card_transactions"}
     features = {f"features/{g.name}" for g in settings.feature_groups}
     teacher = {f"teacher/{n}" for n in ("ple", "mmoe", "shared_bottom", "lightgbm", "comparison", "ablation")}
-    distill = {"distill/soft_labels", "distill/student", "distill/promotion", "serving/bundle"}
+    distill = {"distill/soft_labels", "distill/student", "distill/promotion", "serving/batch", "serving/bundle"}
     assert keys == raw | features | teacher | distill | {"phase0/month_inputs", "phase0/fitted_state",
                                                          "labels/labels", "training/training_set"}
     for name in ("monthly_refresh", "phase0_state", "phase0_month", "training", "teacher", "teacher_ablation",

@@ -212,3 +212,39 @@ def test_a_bundle_is_built_only_from_passing_students(serving_bundle, tmp_path):
         build_bundle(serving_bundle["students"], passed, Path(serving_bundle["root"]) / "model", {}, tmp_path / "x.zip",
                      {})
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_l2a_wiring_uses_a_gated_rewrite_and_says_why_when_it_cannot(serving_bundle, service, monkeypatch, tmp_path):
+    from finai_serving.l2a import L2aResult
+
+    from .conftest import clear_aws_env
+
+    class Polisher:                     # stands in for BedrockRewriter (tested against botocore stubs)
+        def rewrite(self, reason, facts, locale):
+            assert facts == reason.facts_used
+            return L2aResult(f"(polished) {reason.text}", "L2a", "", "test-model")
+
+    monkeypatch.setattr(service, "rewriter", Polisher())
+    item = ask(service, action="recommend", customer_id="30", locale="en")["recommendations"][0]
+    assert item["reason"]["layer"] == "L2a" and item["reason"]["text"].startswith("(polished) ")
+    assert item["reason"]["l2a"]["used"] is True
+
+    clear_aws_env(monkeypatch, tmp_path)
+    env = {"FINAI_SERVING_STATE": str(tmp_path / "state"), "FINAI_AUDIT_FSYNC": "0", "FINAI_L2A": "bedrock"}
+    offline = Service(serving_bundle["root"], env=env)
+    assert offline.rewriter is None and offline.l2a_why == "no AWS credentials"
+    item = ask(offline, action="recommend", customer_id="30", locale="en")["recommendations"][0]
+    assert item["reason"]["layer"] == "L1" and item["reason"]["l2a"] == {"used": False, "why": "no AWS credentials"}
+
+
+def test_the_handlers_incremental_audit_writer_checks_its_own_tail(tmp_path):
+    path, key = tmp_path / "audit.jsonl", b"k" * 32
+    writer = AuditLog(path, key, fsync=False, incremental=True)
+    for i in range(3):
+        writer.append("recommendation", n=i)
+    AuditLog(path, key).append("opt_out", n=99)                 # another writer: verified, then extended
+    assert writer.append("recommendation", n=3)["seq"] == 5
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines[:-1], lines[-1].replace('"n": 3', '"n": 4')]) + "\n")   # same length
+    with pytest.raises(AuditTampered, match="line 5 was modified"):
+        writer.append("recommendation", n=5)
