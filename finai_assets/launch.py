@@ -162,27 +162,13 @@ def _local_s3():
 
 def serve(bundle: Path, batch: Path) -> None:
     """Ask the bundle for one batch customer's recommendation in a clean subprocess; print what it says."""
-    import json
-    import subprocess
+    from finai_assets.defs.serving.invoke import first_batch_customer, invoke_bundle
 
-    import numpy as np
-
-    from finai_models.config import REPO_ROOT
-
-    with np.load(batch / "customers.npz") as b:
-        customer = str(b["customer_id"][0])
-    event = {"action": "recommend", "customer_id": customer, "locale": "en"}
-    state = batch.parent / "serving_state"          # the handler's audit log, opt-outs and key, kept for the demo
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "infra" / "local" / "invoke_bundle.py"), str(bundle),
-                           "--event", json.dumps(event), "--env", f"FINAI_SERVING_STATE={state}"],
-                          capture_output=True, text=True, timeout=300)
-    if done.returncode != 0:
-        raise FinAIError(f"the bundle {bundle.name} did not answer in a clean subprocess: "
-                         f"{(done.stderr or done.stdout).strip()[-800:]}")
-    answer = json.loads(done.stdout)
+    customer = first_batch_customer(batch)
+    answer, cold = invoke_bundle(bundle, {"action": "recommend", "customer_id": customer, "locale": "en"},
+                                 batch.parent / "serving_state")
     if answer.get("status") != 200:
         raise FinAIError(f"the bundle {bundle.name} answered {answer}")
-    cold = next((line for line in done.stderr.splitlines() if line.startswith("cold start:")), "")
     print(f"bundle {bundle.name} answered in a clean subprocess (only its runtime packages; {cold}) for "
           f"customer {customer}:")
     for item in answer["recommendations"]:

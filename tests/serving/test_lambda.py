@@ -45,3 +45,21 @@ def test_a_bundle_with_a_modified_student_is_refused_before_it_runs(serving_bund
     model.write_text(model.read_text().replace("shrinkage", "shrinkage ", 1))
     with pytest.raises(invoker.BundleRefused, match="churn_signal/model.txt"):
         invoker.invoke(task, {"action": "heartbeat"})
+
+
+def test_the_pipelines_invoker_names_a_tampered_file(serving_bundle, tmp_path):
+    import zipfile
+
+    from finai_assets.defs.serving.invoke import invoke_bundle
+    from finai_models.errors import FinAIError
+
+    answer, cold = invoke_bundle(serving_bundle["zip"], {"action": "heartbeat"}, tmp_path / "state")
+    assert answer["status"] == 200 and cold.startswith("cold start:")
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(serving_bundle["zip"]) as src, zipfile.ZipFile(tampered, "w") as out:
+        for item in src.infolist():
+            data = src.read(item)
+            out.writestr(item, data.replace(b"shrinkage", b"shrinkagE") if item.filename.endswith("model.txt")
+                         else data)
+    with pytest.raises(FinAIError, match="model.txt"):
+        invoke_bundle(tampered, {"action": "heartbeat"}, tmp_path / "state")

@@ -23,6 +23,10 @@ def batch_dir(s: Settings, month: str) -> Path:
     return s.path("artifacts") / "serving" / month / "batch"
 
 
+def bundle_path(s: Settings, month: str) -> Path:
+    return s.path("artifacts") / "bundles" / f"finai-{month}.zip"
+
+
 def promoted(s: Settings, month: str) -> tuple[Path, dict[str, bool]]:
     """The promoted students of ``month`` and their recorded fidelity verdicts; refuses any other month."""
     from finai_models.distill.promotion import Registry
@@ -81,7 +85,7 @@ def bundle(context: dg.AssetExecutionContext, finai: FinAIConfig, bundle_store: 
     month = context.partition_key
     students, passed = promoted(s, month)
     routes = {t: json.loads((students / t / "student.json").read_text())["route"] for t in passed}
-    out = s.path("artifacts") / "bundles" / f"finai-{month}.zip"
+    out = bundle_path(s, month)
     manifest = build_bundle(students, passed, batch_dir(s, month), serving_config(s), out,
                             {"month": month, "routes": routes})
     uri = bundle_store.publish(out, month)
