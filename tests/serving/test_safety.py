@@ -43,8 +43,16 @@ def test_the_clean_texts_pass(gate):
     ("ko", "오늘만 드리는 혜택입니다.", "claim:time_pressure_ko"),
     ("ko", "놓치지 마세요.", "claim:time_pressure_ko"),
     ("ko", "업계 최고의 카드입니다.", "claim:superlative_ko"),
+    ("en", "It fits you!!", "tone:repeated_exclamation"),
+    ("en", "It is a GREAT fit.", "tone:shouting_caps"),
+    ("en", "You must apply before Friday.", "tone:pressure_command"),
+    ("en", "Sign up today.", "tone:pressure_command"),
+    ("ko", "반드시 가입하세요.", "tone:pressure_command_ko"),
+    ("ko", "잘 맞습니다!!", "tone:repeated_exclamation"),
+    ("en", "It uses {spend_90d}.", "format:placeholder"),
+    ("en", "```json```", "format:markup"),
 ])
-def test_a_planted_forbidden_claim_is_rejected(gate, locale, planted, rule):
+def test_a_planted_claim_pushy_tone_or_markup_is_rejected(gate, locale, planted, rule):
     base = EN if locale == "en" else KO
     verdict = check(gate, f"{base} {planted}", locale)
     assert not verdict.passed and rule in verdict.violations
@@ -121,22 +129,6 @@ def test_the_script_rule_ignores_a_latin_product_name_in_korean(gate):
     text = "최근 석 달 카드 지출이 15% 늘었습니다. 그래서 Commuter Check Card 상품을 제안드립니다."
     assert gate.check(text, FACTS, "ko", "Commuter Check Card").passed
     assert gate.check(text, FACTS, "ko", "").violations == ["script:hangul_share_below_0.8"]
-
-
-@pytest.mark.parametrize("locale, planted, rule", [
-    ("en", "It fits you!!", "tone:repeated_exclamation"),
-    ("en", "It is a GREAT fit.", "tone:shouting_caps"),
-    ("en", "You must apply before Friday.", "tone:pressure_command"),
-    ("en", "Sign up today.", "tone:pressure_command"),
-    ("ko", "반드시 가입하세요.", "tone:pressure_command_ko"),
-    ("ko", "잘 맞습니다!!", "tone:repeated_exclamation"),
-    ("en", "It uses {spend_90d}.", "format:placeholder"),
-    ("en", "```json```", "format:markup"),
-])
-def test_tone_and_format_rules(gate, locale, planted, rule):
-    base = EN if locale == "en" else KO
-    verdict = check(gate, f"{base} {planted}", locale)
-    assert not verdict.passed and rule in verdict.violations
 
 
 def test_short_capitals_like_a_currency_code_are_fine(gate):
