@@ -68,3 +68,25 @@ def test_cli_reports_bad_config_in_one_line(config_copy, tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "missing key 'raw_checks'" in proc.stderr and "pipeline.yaml" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("serving.yaml", lambda d: d["catalogue"][0]["signals"].append({"task": "will_churn", "weight": 1}),
+         r"reads task 'will_churn', not in tasks\.yaml"),
+        ("serving.yaml", lambda d: d["catalogue"][0]["signals"].append({"task": "nba_primary", "class": 9,
+                                                                         "weight": 1}), r"classes 0\.\.6"),
+        ("serving.yaml", lambda d: d["catalogue"][1].update(owned_if=["yacht"]), r"not in products\.yaml"),
+        ("reasons.yaml", lambda d: d["templates"]["activity"][0].update(en="You paid {no_such_fact} times."),
+         r"no_such_fact"),
+    ],
+)
+def test_a_bad_serving_config_fails_when_the_bundle_is_built(config_copy, file, edit, message):
+    from finai_models.serving.config import serving_config
+
+    _edit(config_copy / file, edit)
+    with pytest.raises(ConfigError) as info:
+        serving_config(load_settings(config_copy))
+    assert re.search(message, str(info.value)), str(info.value)
+    assert file in str(info.value)

@@ -2,7 +2,8 @@
 
 The handler never reads YAML: the bundle carries the result of ``serving_config`` as JSON, so a
 typo in a product's signal (an unknown task, a class a task does not have, a product Santander
-does not list) fails here, when the bundle is built, and not in front of a customer.
+does not list) or in a reason template fails here, when the bundle is built, and not in front of
+a customer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import yaml
 
 from finai_models.config import Settings
 from finai_models.errors import ConfigError
+from finai_serving.reasons import ReasonEngine
 
 OPS = (">=", "<=", ">", "<", "==")
 
@@ -60,10 +62,15 @@ def serving_config(settings: Settings) -> dict[str, Any]:
             raise ConfigError(f"{where}: rule_fallback boost {boost} needs op in {OPS} and a catalogue product")
     if doc.get("scorer") not in ("compiled", "trees", "booster"):
         raise ConfigError(f"{where}: scorer must be 'compiled', 'trees' or 'booster'")
+    reasons = _read(settings, "reasons.yaml")
+    try:
+        ReasonEngine(reasons)                    # the handler builds the same engine at its cold start
+    except ValueError as exc:
+        raise ConfigError(f"{settings.config_dir / 'reasons.yaml'}: {exc}") from None
     mcc = settings.mcc
     return {
         **doc,
-        "reasons": _read(settings, "reasons.yaml"),
+        "reasons": reasons,
         "tasks": [{"name": t.name, "type": t.type, "classes": t.classes} for t in settings.tasks],
         "products": list(settings.products),
         "mcc_category": {str(code): mcc.l2_names[l2] for code, l2 in zip(mcc.codes, mcc.code_l2, strict=True)},
