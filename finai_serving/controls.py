@@ -62,9 +62,9 @@ class KillSwitch:
         """Active switches: ``global``, ``task:<name>``; an unreadable table reads as ``global``."""
         return self.static | self._table()
 
-    def tasks_off(self, tasks: list[str]) -> tuple[bool, set[str]]:
-        """(everything off?, the tasks switched off one by one)."""
-        active = self.active()
+    def tasks_off(self, tasks: list[str], active: set[str] | None = None) -> tuple[bool, set[str]]:
+        """(everything off?, the tasks switched off one by one), from ``active`` or a fresh read."""
+        active = self.active() if active is None else active
         return "global" in active, {t for t in tasks if f"task:{t}" in active}
 
 

@@ -97,7 +97,8 @@ class Service:
         m = self.model
         customer = m.customer(req["customer_id"], req["features"])
         profile = self._profile(customer, req["profile"])
-        everything_off, off = self.kill_switch.tasks_off(list(m.students))
+        switches = self.kill_switch.active()                 # read once: scoring and the audit record agree
+        everything_off, off = self.kill_switch.tasks_off(list(m.students), switches)
         rule_path = everything_off or customer.x is None
         if rule_path:
             facts = {**customer.facts, **{k: v for k, v in req["profile"].items() if k in ("age", "income")}}
@@ -116,7 +117,7 @@ class Service:
                           templates=[i["reason"]["template_id"] for i in items],
                           reasons_sha256=hashlib.sha256("\n".join(i["reason"]["text"] for i in items).encode()
                                                         ).hexdigest(),
-                          kill_switch=sorted(self.kill_switch.active()) or None)
+                          kill_switch=sorted(switches) or None)
         out: dict[str, Any] = {"customer": customer.source, "path": "rule" if rule_path else "model",
                                "recommendations": items, "blocked": block, "served": served}
         if explain or block:

@@ -87,8 +87,7 @@ class ServingModel:
             self.batch_raw, self.batch_gates, self.batch_contrib = batch["raw"], batch["gates"], batch["contrib"]
         with np.load(model / "gate_student.npz") as gs:
             self.gate_student = {k: gs[k] for k in gs.files}
-        levels = np.linspace(0.0, 1.0, int(self.cfg["batch"]["quantiles"]))
-        self.levels = levels
+        self.levels = np.linspace(0.0, 1.0, int(self.cfg["batch"]["quantiles"]))
         self.grids = {t: None if q is None else np.asarray(q, np.float64)
                       for t, q in self.population["quantiles"].items()}
         self.experts: list[str] = self.population["experts"]
