@@ -131,7 +131,9 @@ def fairness_plot(rows: Sequence[Mapping[str, Any]], band: Sequence[Any], title:
     """Disparate impact per product and group with its interval; the acceptable band is shaded.
 
     Rows that were not judged (group below the minimum size) are drawn faded: their ratio is shown
-    for transparency but carries no verdict."""
+    for transparency but carries no verdict. Products nobody was offered (both rates 0) are left out,
+    and the axis stops at 3x the band, so one wide interval cannot flatten every other bar."""
+    rows = [r for r in rows if _value(r.get("rate")) or _value(r.get("rate_reference"))] or list(rows)
     products = list(dict.fromkeys(str(r.get("product")) for r in rows))
     groups = list(dict.fromkeys(str(r.get("group")) for r in rows))
     width = 0.8 / max(len(groups), 1)
@@ -157,6 +159,8 @@ def fairness_plot(rows: Sequence[Mapping[str, Any]], band: Sequence[Any], title:
                    yerr=err, capsize=2, error_kw={"linewidth": 0.8})
         handles.append(Patch(color=cmap(g % 10), label=group))
     ax.set_xticks(range(len(products)), products, rotation=35, ha="right", fontsize=7)
+    if np.isfinite(high):
+        ax.set_ylim(0, 3 * high)
     ax.set_ylabel("disparate impact (group / reference)")
     ax.set_title(title, fontsize=10)
     handles.append(Patch(facecolor="white", edgecolor=COLOURS["critical"], linewidth=1.5, label="violation"))
