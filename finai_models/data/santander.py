@@ -9,7 +9,6 @@ checks; a bad file fails with one line naming the column, the line and the value
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,12 @@ import duckdb
 from finai_models import months as M
 from finai_models.config import Settings
 from finai_models.data.raw_schema import CARD_TRANSACTIONS, SEGMENTS, product_column, schemas
-from finai_models.data.store import DatasetWriter, fingerprint
+from finai_models.data.store import DatasetWriter, file_sha256, fingerprint
 from finai_models.duck import fetch_one
 from finai_models.errors import DataError
 from finai_models.progress import progress_bar
 
 DATE_COLUMNS = ("fecha_dato", "fecha_alta")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _sql_map(column: str, mapping: dict[str, str], default: str) -> str:
@@ -76,7 +67,7 @@ def convert_santander(settings: Settings, csv: Path, out: Path, overwrite: bool 
     if not csv.is_file():
         raise DataError(f"santander CSV {csv}: file not found")
     cfg = settings.dataset["santander"]
-    identity = {"source": "santander_csv", "csv_sha256": _sha256(csv),
+    identity = {"source": "santander_csv", "csv_sha256": file_sha256(csv),
                 "config": fingerprint({k: cfg[k] for k in ("gender_map", "segment_map")})}
     writer = DatasetWriter(Path(out), identity)
     if not overwrite and (existing := writer.existing()) is not None:

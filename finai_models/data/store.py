@@ -32,6 +32,15 @@ def fingerprint(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (raw months and bundles can be large)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_manifest(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / MANIFEST
     if not path.is_file():
@@ -117,9 +126,11 @@ class DatasetWriter:
 
 
 def month_file(folder: Path, table: str, month: str) -> Path:
-    """The Parquet file of one table and month of a complete dataset."""
+    """The Parquet file of one table and month: of the dataset as written, or of a month that arrived
+    later (dropped into ``<folder>/<table>/<YYYY-MM>.parquet`` by the bank's extract)."""
     manifest = require_manifest(folder)
-    if month not in manifest["months"]:
+    path = Path(folder) / table / f"{month}.parquet"
+    if month not in manifest["months"] and not path.is_file():
         raise DataError(f"raw dataset {folder} has no month {month} "
-                        f"(it holds {manifest['months'][0]} .. {manifest['months'][-1]})")
-    return Path(folder) / table / f"{month}.parquet"
+                        f"(it holds {manifest['months'][0]} .. {manifest['months'][-1]}, and no {path} arrived)")
+    return path
