@@ -1,15 +1,21 @@
 """``finai-pipeline``: run the whole asset graph on the local Dagster instance, stage by stage.
 
-1. ``monthly_refresh`` for every month (the raw tables and their checks),
+The dataset's months split in two: the history, backfilled and trained on, and the last
+``--refresh-months`` (3), which then arrive one by one as they would in production.
+
+1. ``raw_month`` for every history month (the raw tables and their checks),
 2. ``phase0_state`` once (fitted on training months),
-3. ``phase0_month`` for every month (inputs, 17 feature groups, 13 labels, leakage checks),
+3. ``phase0_month`` for every history month (inputs, 17 feature groups, 13 labels, leakage checks),
 4. ``training`` once (split, normalization, schema, and its checks),
-5. ``teacher`` for the last month (the PLE teacher through the Pipes training service, its
+5. ``teacher`` for the last history month (the PLE teacher through the Pipes training service, its
    LightGBM / shared-bottom / MMoE baselines on the same split, and their comparison),
-6. ``distill`` for the last month: soft labels, one student per task (each with its blocking
-   fidelity check), promotion against the champion, the serving batch and the month's bundle,
-7. ``serve``: the bundle answers a ``recommend`` request in a clean subprocess that sees only the
-   bundle and its runtime packages (``infra/local/invoke_bundle.py``), as Lambda would.
+6. ``distill`` for that month: soft labels, one student per task (each with its blocking fidelity
+   check), promotion against the champion, and the champion it leaves,
+7. ``refresh``: ``monthly_refresh`` for each arriving month in turn - the job the schedule and the
+   new-month sensor launch: raw tables, Phase 0, serving batch and bundle (answering as Lambda
+   would), replayed recommendations, the fairness gate, the release, drift and the model card,
+8. ``serve``: the last bundle answers a ``recommend`` request in a clean subprocess that sees only
+   the bundle and its runtime packages (``infra/local/invoke_bundle.py``), as Lambda would.
 
 ``--s3`` publishes the bundle to S3 through dagster-aws: a moto server on 127.0.0.1 stands in
 for AWS (nothing leaves the machine).
@@ -33,13 +39,15 @@ from finai_models.progress import progress_bar
 
 # The progress bar reports progress; the console logger shows only problems (the UI keeps all events).
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-STAGES = ("raw", "phase0", "training", "teacher", "distill", "serve")
+STAGES = ("raw", "phase0", "training", "teacher", "distill", "refresh", "serve")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="finai-pipeline", description=__doc__.splitlines()[0])
     parser.add_argument("--months", help="FIRST..LAST (YYYY-MM..YYYY-MM); default: every month of the dataset")
     parser.add_argument("--until", choices=STAGES, default="serve", help="last stage to run (default: serve)")
+    parser.add_argument("--refresh-months", type=int, default=3,
+                        help="the last N months arrive one by one through monthly_refresh (default: 3)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--s3", action="store_true", help="publish the bundle to S3 on a local moto server")
     return parser.parse_args(argv)
@@ -56,6 +64,21 @@ def _months(spec: str | None, first: str, last: str) -> list[str]:
     return wanted
 
 
+def _split(months: list[str], refresh: int, test_end: str, stages: tuple[str, ...]
+           ) -> tuple[list[str], list[str]]:
+    """History (backfilled, trained on) and the months that arrive afterwards (none when the run stops
+    before the refresh stage)."""
+    if "refresh" not in stages:
+        return months, []
+    if refresh < 1 or refresh >= len(months):
+        raise FinAIError(f"--refresh-months {refresh}: needs 1 .. {len(months) - 1} for {len(months)} months")
+    history, arriving = months[:-refresh], months[-refresh:]
+    if history[-1] < test_end:
+        raise FinAIError(f"--refresh-months {refresh}: the history ends {history[-1]}, before the split's last test "
+                         f"month {test_end}; the teacher would have no test rows")
+    return history, arriving
+
+
 def _check(result, what: str) -> None:
     if result.success:
         return
@@ -69,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         months = _months(args.months, *settings.months)
+        stages = STAGES[: STAGES.index(args.until) + 1]
+        history, arriving = _split(months, args.refresh_months, settings.split["test"][1], stages)
     except (FinAIError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -81,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     from finai_assets.definitions import defs
 
     definitions = defs()
-    stages = STAGES[: STAGES.index(args.until) + 1]
     try:
         with dg.DagsterInstance.get() as instance:
             def run(job: str, what: str, partition: str | None = None, assets: list | None = None) -> None:
@@ -90,43 +114,32 @@ def main(argv: list[str] | None = None) -> int:
                     asset_selection=assets)
                 _check(result, what)
 
-            def run_months(job: str, stage: str) -> None:
-                with progress_bar(len(months), stage, "month", enabled=not args.quiet) as bar:
-                    for month in months:
+            def run_months(job: str, stage: str, chosen: list[str]) -> None:
+                with progress_bar(len(chosen), stage, "month", enabled=not args.quiet) as bar:
+                    for month in chosen:
                         run(job, f"{stage} month {month}", month)
                         bar.update(1)
 
-            run_months("monthly_refresh", "raw")
+            run_months("raw_month", "raw", history)
             if "phase0" in stages:
                 run("phase0_state", "fitting the Phase-0 state")
-                run_months("phase0_month", "phase0")
+                run_months("phase0_month", "phase0", history)
             if "training" in stages:
                 run("training", "the training set")
+            trained = history[-1]
             if "teacher" in stages:
-                print(f"training the teacher and its baselines for {months[-1]} (progress: the run's log in the UI)")
-                run("teacher", f"the teacher of month {months[-1]}", months[-1])
+                print(f"training the teacher and its baselines for {trained} (progress: the run's log in the UI)")
+                run("teacher", f"the teacher of month {trained}", trained)
             if "distill" in stages:
-                month = months[-1]
-                run("student_inputs", f"the student inputs of {month}", month)
-                tasks = [t.name for t in settings.tasks]
-                with progress_bar(len(tasks), "students", "task", enabled=not args.quiet) as bar:
-                    for task in tasks:
-                        try:
-                            run("students", f"the {task} student of {month}", f"{month}|{task}")
-                        except FinAIError as exc:     # the fidelity gate doing its job is an outcome, not a crash
-                            if "failed checks: ['student_fidelity']" not in str(exc):
-                                raise
-                            gated.append(task)
-                        bar.update(1)
-                if gated:
-                    run("promote", f"promotion of {month}", month, assets=[dg.AssetKey(["distill", "promotion"])])
-                    print(f"fidelity gate: the {gated} student(s) of {month} failed (see the student_fidelity "
-                          "checks in the UI); promotion rejected, no bundle built for this month")
-                else:
-                    run("promote", f"promotion, serving batch and bundle of {month}", month)
+                gated = distill(run, settings, trained, quiet=args.quiet)
+            if "refresh" in stages and not gated:
+                print(f"months {arriving[0]}..{arriving[-1]} arrive one by one: monthly_refresh with the champion")
+                for month in arriving:
+                    run("monthly_refresh", f"the monthly refresh of {month}", month)
+                    report_month(settings, month)
             if "serve" in stages and not gated:
-                serve(settings.path("artifacts") / "bundles" / f"finai-{months[-1]}.zip",
-                      settings.path("artifacts") / "serving" / months[-1] / "batch")
+                serve(settings.path("artifacts") / "bundles" / f"finai-{arriving[-1]}.zip",
+                      settings.path("artifacts") / "serving" / arriving[-1] / "batch")
     except FinAIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -136,6 +149,47 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ran {', '.join(stages)} for {len(months)} months ({months[0]}..{months[-1]}); warehouse "
           f"{settings.path('warehouse')}; Dagster home {instance.root_directory}")
     return 0
+
+
+def distill(run, settings, month: str, quiet: bool) -> list[str]:
+    """Soft labels, every task's student (each gated by its fidelity check), promotion and the champion;
+    returns the tasks whose student failed the gate (then the promotion only records the rejection)."""
+    import dagster as dg
+
+    gated = []
+    run("student_inputs", f"the student inputs of {month}", month)
+    tasks = [t.name for t in settings.tasks]
+    with progress_bar(len(tasks), "students", "task", enabled=not quiet) as bar:
+        for task in tasks:
+            try:
+                run("students", f"the {task} student of {month}", f"{month}|{task}")
+            except FinAIError as exc:     # the fidelity gate doing its job is an outcome, not a crash
+                if "failed checks: ['student_fidelity']" not in str(exc):
+                    raise
+                gated.append(task)
+            bar.update(1)
+    if gated:
+        run("promote", f"promotion of {month}", month, assets=[dg.AssetKey(["distill", "promotion"])])
+        print(f"fidelity gate: the {gated} student(s) of {month} failed (see the student_fidelity checks in the "
+              "UI); promotion rejected, no month is served with them")
+    else:
+        run("promote", f"promotion of {month} and the champion", month)
+    return gated
+
+
+def report_month(settings, month: str) -> None:
+    """One line per arriving month: drift, fairness, release and the model card."""
+    import json
+
+    root = settings.path("artifacts")
+    drift = json.loads((root / "monitoring" / month / "drift.json").read_text())
+    fairness = json.loads((root / "monitoring" / month / "fairness.json").read_text())
+    print(f"  {month}: drift {drift['status']} (feature PSI max {drift['features']['max_psi']:.3f}, predictions "
+          f"{drift['prediction_status']}); fairness {'passed' if fairness['passed'] else 'FAILED'}; released; "
+          f"model card {root / 'governance' / month / 'model_card.html'}")
+    if drift["retrain_requested"]:
+        print(f"  {month}: {drift['critical_streak']} critical months in a row: the drift_retrain sensor requests "
+              "the retrain job")
 
 
 def _local_s3():

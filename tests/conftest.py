@@ -67,6 +67,18 @@ def instance():
         yield inst
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A moto server (S3, DynamoDB, ...) on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
 @pytest.fixture
 def config_copy(tmp_path: Path) -> Path:
     """A writable copy of configs/ for tests that break it on purpose."""

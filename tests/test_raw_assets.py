@@ -16,7 +16,7 @@ from dagster_duckdb import DuckDBResource
 from finai_assets.definitions import defs
 from finai_assets.defs.raw.assets import card_transactions, customers, monthly_snapshots, raw_dataset
 from finai_assets.defs.raw.checks import raw_table_checks
-from finai_assets.defs.resources import FinAIConfig
+from finai_assets.defs.resources import FinAIConfig, RawSource
 from finai_models import months as M
 from finai_models.config import REPO_ROOT, load_settings
 from finai_models.data import store
@@ -33,13 +33,18 @@ def test_definitions_load_and_jobs_select_something(settings):
     raw = {"raw_dataset", "raw/customers", "raw/monthly_snapshots", "raw/card_transactions"}
     features = {f"features/{g.name}" for g in settings.feature_groups}
     teacher = {f"teacher/{n}" for n in ("ple", "mmoe", "shared_bottom", "lightgbm", "comparison", "ablation")}
-    distill = {"distill/soft_labels", "distill/student", "distill/promotion", "serving/batch", "serving/bundle"}
-    assert keys == raw | features | teacher | distill | {"phase0/month_inputs", "phase0/fitted_state",
-                                                         "labels/labels", "training/training_set"}
-    for name in ("monthly_refresh", "phase0_state", "phase0_month", "training", "teacher", "teacher_ablation",
-                 "student_inputs", "students", "promote"):
+    distill = {"distill/soft_labels", "distill/student", "distill/promotion", "distill/champion"}
+    served = {"serving/batch", "serving/bundle", "serving/release", "monitoring/recommendations",
+              "monitoring/fairness", "monitoring/drift", "governance/model_card"}
+    assert keys == raw | features | teacher | distill | served | {"phase0/month_inputs", "phase0/fitted_state",
+                                                                  "labels/labels", "training/training_set"}
+    for name in ("raw_month", "phase0_state", "phase0_month", "training", "teacher", "teacher_ablation",
+                 "student_inputs", "students", "promote", "retrain", "monthly_refresh"):
         assert d.resolve_job_def(name).asset_layer.executable_asset_keys, f"job {name} selects nothing"
-    job = d.resolve_job_def("monthly_refresh")
+    refresh = d.resolve_job_def("monthly_refresh").asset_layer.executable_asset_keys
+    assert {k.to_user_string() for k in refresh} == (raw - {"raw_dataset"}) | features | served | {
+        "phase0/month_inputs", "labels/labels"}, "monthly_refresh is the whole month but training"
+    job = d.resolve_job_def("raw_month")
     assert len(job.asset_layer.executable_asset_keys) == 4
     partitions = job.partitions_def.get_partition_keys()
     assert partitions[0] == settings.months[0] and partitions[-1] == settings.months[1]
@@ -52,8 +57,8 @@ def _rows(db: Path, table: str, month: str) -> int:
         return con.execute(f"SELECT count(*) FROM raw.{table} WHERE month = ?", [M.first_day(month)]).fetchall()[0][0]
 
 
-def test_monthly_refresh_twice_leaves_the_same_rows(settings, instance):
-    job = defs().resolve_job_def("monthly_refresh")
+def test_raw_month_twice_leaves_the_same_rows(settings, instance):
+    job = defs().resolve_job_def("raw_month")
     for _ in range(2):
         result = job.execute_in_process(partition_key=MONTH, instance=instance)
         assert result.success
@@ -74,7 +79,7 @@ def planted(tmp_path):
     s = load_settings(workdir=tmp_path)
     gen = s.dataset["generator"]
     generate_synthetic(s, s.raw_dir, 300, 4, seed=gen["seed"], progress=False)
-    resources = {"finai": FinAIConfig(workdir=str(tmp_path)),
+    resources = {"finai": FinAIConfig(workdir=str(tmp_path)), "raw_source": RawSource(),
                  "warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))}
     return s, resources
 
@@ -138,7 +143,7 @@ def test_changed_schema_stops_the_asset_with_a_clear_error(planted):
 
 
 def test_missing_dataset_is_named(tmp_path):
-    resources = {"finai": FinAIConfig(workdir=str(tmp_path)),
+    resources = {"finai": FinAIConfig(workdir=str(tmp_path)), "raw_source": RawSource(),
                  "warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))}
     result = _run(resources)
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -174,7 +179,7 @@ def test_raw_dataset_asset_refuses_another_dataset(planted):
 def test_dg_cli_launches_a_month(tmp_path):
     env = {**os.environ, "FINAI_WORKDIR": str(tmp_path), "DAGSTER_HOME": os.environ["DAGSTER_HOME"]}
     dg_bin = Path(sys.executable).with_name("dg")
-    proc = subprocess.run([str(dg_bin), "launch", "--job", "monthly_refresh", "--partition", MONTH],
+    proc = subprocess.run([str(dg_bin), "launch", "--job", "raw_month", "--partition", MONTH],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "RUN_SUCCESS" in proc.stderr + proc.stdout

@@ -1,6 +1,7 @@
 """Resources keyed by environment ($FINAI_ENV, default ``local``); asset code never branches on it."""
 
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from finai_assets.defs.pipes import WholeLineFileMessageReader
 from finai_assets.settings import settings
 from finai_models.config import Settings, load_settings
+from finai_models.data.raw_schema import TABLES
 
 
 class FinAIConfig(dg.ConfigurableResource):
@@ -52,6 +54,73 @@ class BundleStore(dg.ConfigurableResource):
         return f"s3://{self.bucket}/{key}"
 
 
+class RawSource(dg.ConfigurableResource):
+    """Where the bank's monthly extract lands: the dataset's raw folder (``local``), or an S3 prefix
+    (``s3``: ``<prefix>/<table>/<YYYY-MM>.parquet``, copied into the raw folder before it is loaded).
+
+    A month counts once every table has its file; its signature changes when any file is replaced,
+    so a corrected extract is picked up again."""
+
+    kind: str = "local"
+    bucket: str = ""
+    prefix: str = "raw"
+    endpoint_url: str = ""
+    region_name: str = "ap-northeast-2"
+
+    def _client(self):
+        from dagster_aws.s3 import S3Resource
+
+        if not self.bucket:
+            raise ValueError("raw source 's3' needs a bucket ($FINAI_RAW_BUCKET)")
+        return S3Resource(endpoint_url=self.endpoint_url or None, region_name=self.region_name).get_client()
+
+    def _files(self, raw_dir: Path) -> dict[tuple[str, str], str]:
+        if self.kind == "local":
+            return {(t, f.stem): f"{f.stat().st_size}:{f.stat().st_mtime_ns}"
+                    for t in TABLES for f in (Path(raw_dir) / t).glob("????-??.parquet")}
+        if self.kind != "s3":
+            raise ValueError(f"raw source {self.kind!r}: expected 'local' or 's3'")
+        out = {}
+        for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                             Prefix=f"{self.prefix}/"):
+            for obj in page.get("Contents", []):
+                parts = obj["Key"][len(self.prefix) + 1:].split("/")
+                if len(parts) == 2 and parts[0] in TABLES and parts[1].endswith(".parquet"):
+                    out[(parts[0], parts[1].removesuffix(".parquet"))] = obj["ETag"].strip('"')
+        return out
+
+    def months(self, raw_dir: Path) -> dict[str, str]:
+        """Every complete month and its signature (a digest of its files' sizes and times, or ETags)."""
+        files = self._files(raw_dir)
+        complete = sorted({m for _, m in files if all((t, m) in files for t in TABLES)})
+        return {m: hashlib.sha256("|".join(files[(t, m)] for t in TABLES).encode()).hexdigest()[:16]
+                for m in complete}
+
+    def fetch(self, raw_dir: Path, table: str, month: str) -> None:
+        """Make the month's file of ``table`` local; S3: download it (atomically) when absent or changed."""
+        if self.kind == "local":
+            return
+        client, key = self._client(), f"{self.prefix}/{table}/{month}.parquet"
+        target = Path(raw_dir) / table / f"{month}.parquet"
+        etag = client.head_object(Bucket=self.bucket, Key=key)["ETag"].strip('"')
+        stamp = target.with_suffix(".etag")
+        if target.is_file() and stamp.is_file() and stamp.read_text() == etag:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".parquet.tmp")
+        client.download_file(self.bucket, key, str(tmp))
+        os.replace(tmp, target)
+        stamp.write_text(etag)
+
+
+def raw_source() -> RawSource:
+    """``$FINAI_RAW_SOURCE``: ``local`` (default) or ``s3`` with ``$FINAI_RAW_BUCKET``, ``$FINAI_RAW_PREFIX``
+    (default ``raw``) and ``$FINAI_S3_ENDPOINT``."""
+    return RawSource(kind=os.environ.get("FINAI_RAW_SOURCE", "local"), bucket=os.environ.get("FINAI_RAW_BUCKET", ""),
+                     prefix=os.environ.get("FINAI_RAW_PREFIX", "raw"),
+                     endpoint_url=os.environ.get("FINAI_S3_ENDPOINT", ""))
+
+
 def bundle_store() -> BundleStore:
     """``$FINAI_BUNDLE_STORE``: ``local`` (default) or ``s3`` with ``$FINAI_BUNDLE_BUCKET`` (and
     ``$FINAI_S3_ENDPOINT`` for a local moto server)."""
@@ -73,6 +142,7 @@ def _local() -> dict:
         "finai": FinAIConfig(),
         "pipes_subprocess_client": pipes_client(),
         "bundle_store": bundle_store(),
+        "raw_source": raw_source(),
         "warehouse": DuckDBResource(
             database=str(s.path("warehouse")),
             connection_config={"memory_limit": wh["memory_limit"], "threads": wh["threads"]},

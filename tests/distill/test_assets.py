@@ -16,6 +16,8 @@ import yaml
 
 from finai_assets.defs.distill.assets import (
     audit_key_path,
+    champion,
+    current_champion,
     current_inputs,
     promotion,
     soft_labels,
@@ -23,8 +25,7 @@ from finai_assets.defs.distill.assets import (
     students_dir,
 )
 from finai_assets.defs.distill.checks import student_fidelity
-from finai_assets.defs.resources import BundleStore, FinAIConfig
-from finai_assets.defs.serving.assets import bundle, promoted
+from finai_assets.defs.resources import FinAIConfig
 from finai_models.distill.config import distill_config
 from finai_models.distill.inputs import SchemaMismatch, prepare_inputs
 from finai_models.distill.students import train_student
@@ -95,7 +96,10 @@ def test_a_month_distils_promotes_and_bundles(tiny_env, instance):
     assert result.success
     decision = result.asset_materializations_for_node("distill__promotion")[0].metadata["decision"].value
     assert decision == "bootstrap"
-    assert promoted(tiny_env, MONTH)[1] == {t.name: True for t in cfg.tasks}     # what the bundle is built from
+    assert current_champion(tiny_env)["fidelity"] == {t.name: True for t in cfg.tasks}   # what is served
+    result = _materialize(instance, [champion], None)
+    meta = result.asset_materializations_for_node("distill__champion")[0].metadata
+    assert (meta["month"].value, meta["audit_seq"].value) == (MONTH, 1)
 
     # challenger of the same quality: promoted; forced: recorded as forced
     assert _materialize(instance, [soft_labels], NEXT).success
@@ -122,8 +126,8 @@ def test_a_month_distils_promotes_and_bundles(tiny_env, instance):
     assert [r["decision"] for r in log.records()] == ["bootstrap", "promote", "forced", "reject"]
     assert log.verify() == 4
     assert "quarter-end freeze" in " ".join(log.records()[2]["reasons"])
-    champion = json.loads((log.path.parent / "CHAMPION.json").read_text())
-    assert champion["month"] == NEXT and champion["audit_seq"] == 3            # the reject changed nothing
+    pointer = json.loads((log.path.parent / "CHAMPION.json").read_text())
+    assert pointer["month"] == NEXT and pointer["audit_seq"] == 3            # the reject changed nothing
     lines = log.path.read_text().splitlines()
     log.path.write_text("\n".join([lines[0], lines[1].replace('"promote"', '"reject"'), *lines[2:]]) + "\n")
     with pytest.raises(AuditTampered, match="line 2"):
@@ -146,11 +150,10 @@ def test_a_student_trained_on_shuffled_soft_labels_fails_the_gate_and_blocks_the
     assert not check.passed and "AUC gap" in check.metadata["tier1_failures"].value[0]
     result = _materialize(instance, [promotion], MONTH)
     assert result.asset_materializations_for_node("distill__promotion")[0].metadata["decision"].value == "reject"
-    result = _materialize(instance, [bundle], MONTH, resources={"bundle_store": BundleStore()})
+    result = _materialize(instance, [champion], None)             # nothing to serve a month with
     assert not result.success
-    assert not (tiny_env.path("artifacts") / "bundles" / f"finai-{MONTH}.zip").exists()
     failure = next(e for e in result.all_events if e.is_step_failure)
-    assert "not the promoted champion" in failure.event_specific_data.error.to_string()
+    assert "no promoted champion yet" in failure.event_specific_data.error.to_string()
     forced = {"ops": {"distill__promotion": {"config": {"force": True, "reason": "try anyway"}}}}
     result = _materialize(instance, [promotion], MONTH, forced)
     meta = result.asset_materializations_for_node("distill__promotion")[0].metadata

@@ -1,4 +1,4 @@
-"""Serving fixtures: the reasons config and engine, a loopback moto server, and a fake-AWS env.
+"""Serving fixtures: the reasons config and engine and a fake-AWS env (the moto server is in tests/conftest.py).
 
 The moto server binds 127.0.0.1 on a free port; every client built against it names the fake
 "testing" credentials itself. ``aws_env`` also replaces the process's AWS settings with fake ones
@@ -16,7 +16,6 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 
 from finai_models.config import REPO_ROOT
 from finai_serving.reasons import ReasonEngine
@@ -38,15 +37,6 @@ def reasons_config(reasons_config_session: dict) -> dict:
 @pytest.fixture(scope="session")
 def engine(reasons_config_session: dict) -> ReasonEngine:
     return ReasonEngine(reasons_config_session)
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def clear_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

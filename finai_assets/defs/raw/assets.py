@@ -4,7 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from finai_assets.defs.partitions import snapshot_months
-from finai_assets.defs.resources import FinAIConfig
+from finai_assets.defs.resources import FinAIConfig, RawSource
 from finai_models import months as M
 from finai_models.data.generate import generate_synthetic
 from finai_models.data.raw_schema import TABLES, schemas
@@ -58,10 +58,12 @@ def _raw_table(table: str) -> dg.AssetsDefinition:
         description=f"raw.{table} in the DuckDB warehouse; loading a month replaces that month.",
     )
     def _asset(
-        context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource
+        context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource, raw_source: RawSource
     ) -> dg.MaterializeResult:
         s = finai.load()
         require_manifest(s.raw_dir)
+        for month in context.partition_keys:
+            raw_source.fetch(s.raw_dir, table, month)
         schema = s.pipeline["warehouse"]["raw_schema"]
         expected = schemas(s.products)[table]
         rows = {}
