@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)
-	DAGSTER_HOME=$$($(BIN)/python -m finai_assets.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	FINAI_AUTOMATION=on DAGSTER_HOME=$$($(BIN)/python -m finai_assets.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.generator
