@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.distill
 	$(BIN)/python -m benchmarks.tree_scoring
 	$(BIN)/python -m benchmarks.serving
+	$(BIN)/python -m benchmarks.monitoring
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
