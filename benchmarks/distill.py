@@ -53,7 +53,7 @@ DEFAULT_ROWS = "100000,1000000"
 TARGET_ROWS, TARGET_S = 1_000_000, 600.0     # the issue's target: 13 students from 1M customers in <= 600 s
 PARTS = ("train", "validation", "test")
 MONTHS = {"train": [f"2023-{m:02d}" for m in range(1, 13)], "validation": ["2024-07", "2024-08", "2024-09"],
-          "test": ["2025-04", "2025-05", "2025-06"]}      # as configs/datasets/synthetic.yaml's split
+          "test": ["2025-04", "2025-05", "2025-06"]}      # the default split until Step 6 (the recorded results)
 STAGES = ("teacher", "prepare", "students", "fidelity")
 TEACHER_COLUMNS, NAN_SHARE, CHUNK = 30, 0.1, 50_000
 PREVALENCE = (0.01, 0.12)                   # the binary teachers' bias range; the drawn rates land at ~5-30%
