@@ -1,9 +1,9 @@
-"""Serving fixtures: the reasons config and engine and a fake-AWS env (the moto server is in tests/conftest.py).
+"""Serving fixtures: the reasons config and engine, and a fake-AWS env.
 
-The moto server binds 127.0.0.1 on a free port; every client built against it names the fake
-"testing" credentials itself. ``aws_env`` also replaces the process's AWS settings with fake ones
-(and empty config files, and no instance metadata) for the tests that use it, so nothing can
-reach real AWS with real credentials.
+The moto server (``moto_endpoint``, in tests/conftest.py) binds 127.0.0.1 on a free port; every
+client built against it names the fake "testing" credentials itself. ``aws_env`` also replaces the
+process's AWS settings with fake ones (and empty config files, and no instance metadata) for the
+tests that use it, so nothing can reach real AWS with real credentials.
 """
 
 from __future__ import annotations
