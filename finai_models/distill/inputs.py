@@ -26,7 +26,7 @@ from finai_models.data.store import fingerprint
 from finai_models.distill.config import DistillConfig
 from finai_models.distill.fidelity import route, teacher_scores
 from finai_models.errors import FinAIError
-from finai_models.teacher.data import InputScaler, TeacherData, load_split, read_schema
+from finai_models.teacher.data import InputEncoder, TeacherData, load_split, read_schema
 from finai_models.teacher.model import ModelConfig, build_model
 from finai_models.teacher.trainer import predict
 
@@ -38,15 +38,15 @@ class SchemaMismatch(FinAIError):
     """The teacher was trained on other feature columns than the students would see."""
 
 
-def load_teacher(path: Path) -> tuple[torch.nn.Module, Any, InputScaler]:
-    """The PLE teacher of ``teacher.pt``: model (eval mode), its ModelSpec and input scaler."""
+def load_teacher(path: Path) -> tuple[torch.nn.Module, Any, InputEncoder]:
+    """The PLE teacher of ``teacher.pt``: model (eval mode), its ModelSpec and input encoder."""
     if not Path(path).is_file():
         raise FinAIError(f"no teacher checkpoint at {path}; materialize teacher/ple for this month first")
     art = torch.load(path, map_location="cpu", weights_only=False)
     mcfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in art["model_config"].items()})
     model = build_model(art["spec"], mcfg)
     model.load_state_dict(art["model"])
-    return model.eval(), art["spec"], InputScaler.from_dict(art["input_scaler"])
+    return model.eval(), art["spec"], InputEncoder.from_dict(art["input_encoder"])
 
 
 def check_same_columns(teacher_columns: list[str], student_columns: list[str], teacher_path: Path,
@@ -92,9 +92,9 @@ def route_tasks(cfg: DistillConfig, hard: dict[str, np.ndarray], logits: dict[st
     return {t.name: route(t, hard[t.name], teacher_scores(t, logits[t.name]), cfg.routing) for t in cfg.tasks}
 
 
-def teacher_logits(model: torch.nn.Module, scaler: InputScaler, data: TeacherData) -> dict[str, np.ndarray]:
-    """The teacher's per-task logits on ``data`` (inputs scaled as in training; ``data.x`` untouched)."""
-    x = scaler.transform_(data.x.copy())
+def teacher_logits(model: torch.nn.Module, encoder: InputEncoder, data: TeacherData) -> dict[str, np.ndarray]:
+    """The teacher's per-task logits on ``data`` (inputs encoded as in training; ``data.x`` untouched)."""
+    x = encoder.transform_(data.x.copy())
     logits, _ = predict(model, TeacherData(x, data.y, data.side), logits=True)
     return logits
 
@@ -103,7 +103,7 @@ def prepare_inputs(cfg: DistillConfig, training_set: Path, teacher_path: Path, o
                    log: Log = print) -> Path:
     """Write the shared inputs of a month's students under ``out_root/<id>``; returns that folder."""
     schema = read_schema(training_set)
-    model, spec, scaler = load_teacher(teacher_path)
+    model, spec, encoder = load_teacher(teacher_path)
     check_same_columns(list(spec.columns), schema["columns"], teacher_path, training_set)
     names = {t.name for t in spec.tasks}
     absent = [t.name for t in cfg.tasks if t.name not in names]
@@ -127,7 +127,7 @@ def prepare_inputs(cfg: DistillConfig, training_set: Path, teacher_path: Path, o
         data = load_split(training_set, part, schema, spec.tasks)
         months = sorted({str(m) for m in data.month})        # of the whole split, before sampling
         data = _sample(data, caps[part], cfg.seed)
-        logits = teacher_logits(model, scaler, data)
+        logits = teacher_logits(model, encoder, data)
         write_part(tmp, part, data.x, {t.name: data.y[t.name] for t in cfg.tasks},
                    {t.name: logits[t.name] for t in cfg.tasks})
         meta["rows"][part] = len(data)

@@ -27,7 +27,7 @@ from finai_models.data.store import fingerprint
 from finai_models.errors import FinAIError
 from finai_models.phase0.features import feature_path
 from finai_models.phase0.inputs import SERIES
-from finai_models.phase0.normalize import MomentAccumulator, Normalizer
+from finai_models.phase0.normalize import MomentAccumulator, Normalizer, code_vocabularies
 from finai_models.phase0.side_inputs import SideInputs, month_side_inputs, save_side, sequence_moments, standardise
 
 SPLITS = ("train", "validation", "test")
@@ -141,7 +141,7 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
         "tasks": [{"name": t.name, "type": t.type, "classes": t.classes, "column": f"label__{t.name}"}
                   for t in settings.tasks],
         "split": {p: list(settings.split[p]) for p in SPLITS}, "rows": rows,
-        "normalizer": normalizer.to_json(),
+        "normalizer": normalizer.to_json(), "codes": code_vocabularies(normalizer.to_json()),
         "side": {"sequence_features": list(SERIES), "sequence_shape": list(side.sequence.shape[1:]),
                  "sequence_mean": moments[0].tolist(), "sequence_std": moments[1].tolist(),
                  "diagram_shape": list(side.diagrams.shape[1:3])},

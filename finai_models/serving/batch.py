@@ -66,8 +66,8 @@ def phase0_rows(con: duckdb.DuckDBPyConnection, settings: Settings, month: str, 
 def teacher_gates(teacher_path: Path, x: np.ndarray, side: dict[str, np.ndarray]
                   ) -> tuple[np.ndarray, list[str], list[str]]:
     """Layer-0 gate weights ``[n, tasks, experts]`` of the month's teacher, with task and expert names."""
-    model, spec, scaler = load_teacher(teacher_path)
-    _, gates = predict(model, TeacherData(scaler.transform_(x.copy()), {}, side))
+    model, spec, encoder = load_teacher(teacher_path)
+    _, gates = predict(model, TeacherData(encoder.transform_(x.copy()), {}, side))
     return gates, [t.name for t in spec.tasks], list(model.gate_names)
 
 

@@ -1,59 +1,59 @@
-"""The teacher-vs-baselines table and the ablation table, from the runs' ``metrics.json``.
+"""The teacher-vs-baselines table and the ablation table, from the runs' saved test scores.
 
-Each task is compared on its own primary metric on the test months (AUC for binary, macro-F1 for
-multiclass, MAE for regression - lower is better there), single seed, reported as measured.
+Every model is scored on the same test rows (``test_scores.npz`` of each run), with the intervals
+and paired verdicts of ``teacher.quality``: each task's metric with a 95% customer bootstrap
+interval and the teacher's advantage over each baseline, a win only where that interval is wholly
+above zero. This is the small-data version of ``python -m benchmarks.quality`` (one seed, no
+ceiling), shown by the ``teacher/comparison`` asset and printed by ``make run``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from finai_models.config import Settings
 from finai_models.errors import FinAIError
+from finai_models.teacher.quality import compare_models, markdown
+from finai_models.teacher.run import load_scores
+from finai_models.teacher.tasks import from_config
 
-PRIMARY = {"binary": ("auc", True), "multiclass": ("macro_f1", True), "regression": ("mae", False)}
 MODELS = ("ple", "lightgbm", "shared_bottom", "mmoe")
 
 
-def load_summaries(roots: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, root in roots.items():
-        pointer = root / "CURRENT"
-        path = (root / pointer.read_text().strip() if pointer.is_file() else root) / "metrics.json"
-        if not path.is_file():
-            raise FinAIError(f"no finished {name} run: {path} is missing; materialize teacher/{name} first")
-        out[name] = json.loads(path.read_text())
-    return out
+def run_folder(root: Path) -> Path:
+    """The finished run under ``root``: the one ``CURRENT`` names, else ``root`` itself."""
+    pointer = root / "CURRENT"
+    return root / pointer.read_text().strip() if pointer.is_file() else root
 
 
 def _f(v: float | None) -> str:
     return "–" if v is None or not math.isfinite(v) else f"{v:.4f}"
 
 
-def compare(settings: Settings, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    models = [m for m in MODELS if m in summaries]
-    rows, wins = [], {m: 0 for m in models if m != "ple"}
-    for task in settings.tasks:
-        metric, higher = PRIMARY[task.type]
-        values = {m: summaries[m]["test"]["tasks"][task.name].get(metric) for m in models}
-        finite = {m: v for m, v in values.items() if v is not None and math.isfinite(v)}
-        best = (max if higher else min)(finite, key=finite.get) if finite else None
-        for m in wins:
-            if "ple" in finite and m in finite and (finite["ple"] > finite[m] if higher else finite["ple"] < finite[m]):
-                wins[m] += 1
-        rows.append({"task": task.name, "type": task.type, "metric": metric, **values, "best": best})
-    lines = ["| task | metric | " + " | ".join(models) + " | best |", "|---|---|" + "---|" * (len(models) + 1)]
-    for r in rows:
-        lines.append(f"| {r['task']} | {r['metric']} | " + " | ".join(_f(r[m]) for m in models) + f" | {r['best']} |")
-    for key in ("mean_binary_auc", "mean_macro_f1", "mean_mae", "product_ndcg@3"):
-        lines.append(f"| **{key}** | | " + " | ".join(_f(summaries[m]["test"].get(key)) for m in models) + " | |")
-    lines.append("")
-    lines.append("Teacher wins (of 13 tasks): " + ", ".join(f"vs {m} {w}" for m, w in wins.items()))
-    return {"rows": rows, "wins": wins, "markdown": "\n".join(lines)}
+def compare(settings: Settings, roots: Mapping[str, Path], reference: str = "lightgbm",
+            resamples: int = 1000) -> dict[str, Any]:
+    """The comparison of the runs under ``roots`` (model -> run root) on their test rows."""
+    tasks = tuple(from_config(t) for t in settings.tasks)
+    scores, first = {}, None
+    for name, root in roots.items():
+        z = load_scores(run_folder(Path(root)) / "test_scores.npz")
+        if first is None:
+            first = z
+        elif not np.array_equal(z["customer_id"], first["customer_id"]):
+            raise FinAIError(f"the {name} run scored other test rows than the first run; re-train it on this "
+                             "training set")
+        scores[name] = [{t.name: z[f"score__{t.name}"] for t in tasks}]
+    if first is None:
+        raise FinAIError("no runs to compare")
+    y = {t.name: first[f"label__{t.name}"] for t in tasks}
+    result = compare_models(tasks, y, first["customer_id"], scores, reference, resamples=resamples)
+    models = [m for m in MODELS if m in scores] + [m for m in scores if m not in MODELS]
+    return {"result": result, "verdicts": result["verdicts"], "markdown": markdown(result, models)}
 
 
 def ablation_table(results: Mapping[str, Mapping[str, Any]]) -> str:

@@ -2,9 +2,8 @@
 
 ``load_split`` streams a training-set Parquet file into one preallocated float32 matrix (the
 original's float64 Arrow path ran out of memory at 1M rows), so peak memory is about the matrix
-itself. ``InputScaler`` is the teacher's last guard on its inputs: code columns pass through
-Phase 0's normalizer unchanged (an ISO MCC code is ~5000), so columns whose training scale is far
-from unit are standardised and everything is clipped; its statistics travel in the checkpoint.
+itself. ``InputEncoder`` is how the teacher meets its inputs (quantile scores for numbers, integer
+indices for codes); its fitted state travels in the checkpoint.
 """
 
 from __future__ import annotations
@@ -46,8 +45,9 @@ class TeacherData:
         return x, side, y
 
 
-def validate(data: TeacherData, tasks: tuple[TaskSpec, ...], what: str = "data") -> None:
-    """Clear errors for labels of the wrong shape or type, missing tasks and non-finite features."""
+def validate(data: TeacherData, tasks: tuple[TaskSpec, ...], what: str = "data", allow_nan: bool = False) -> None:
+    """Clear errors for labels of the wrong shape or type, missing tasks and non-finite features
+    (NaN features are allowed where the caller encodes them, as ``PLETeacher`` does)."""
     n = len(data.x)
     if data.x.ndim != 2:
         raise DataError(f"{what}: X must be 2-D [rows, features], got shape {data.x.shape}")
@@ -66,43 +66,118 @@ def validate(data: TeacherData, tasks: tuple[TaskSpec, ...], what: str = "data")
     extra = sorted(set(data.y) - {t.name for t in tasks})
     if extra:
         raise DataError(f"{what}: labels for unknown task(s) {extra}")
-    if not np.isfinite(data.x).all():
-        raise DataError(f"{what}: X has NaN or infinite values in column(s) "
-                        f"{np.flatnonzero(~np.isfinite(data.x).all(axis=0))[:10].tolist()}")
+    bad = np.isinf(data.x) if allow_nan else ~np.isfinite(data.x)
+    if bad.any():
+        kind = "infinite" if allow_nan else "NaN or infinite"
+        raise DataError(f"{what}: X has {kind} values in column(s) {np.flatnonzero(bad.any(axis=0))[:10].tolist()}")
     for key, value in data.side.items():
         if len(value) != n:
             raise DataError(f"{what}: side tensor {key!r} has {len(value)} rows, X has {n}")
 
 
-@dataclass
-class InputScaler:
-    """``clip((x - shift) / scale)``: identity for unit-scale columns, z-score for the rest."""
+QUANTILES = 128          # knots of the quantile transform
+MIN_DISTINCT_KNOTS = 8  # fewer distinct knots (flags, small counts): a z-score keeps their spacing instead
 
-    shift: np.ndarray
-    scale: np.ndarray
+
+@dataclass
+class InputEncoder:
+    """How the teacher meets its inputs, fitted on training rows only.
+
+    A continuous column goes through its training quantiles to a standard-normal score (piecewise
+    linear between ``QUANTILES`` knots; Gorishniy et al. and the tabular-DL benchmarks found this the
+    strongest plain encoding for MLPs): heavy tails, mass points and Phase 0's mixed scales all land
+    on one scale, and values beyond the training range clamp to the extreme knot. A column with few
+    distinct values (a flag, a small count) is z-scored instead. A code column (the feature schema's
+    ``codes``) is not a number: it passes through as an integer index, clipped to the largest index
+    seen in training (0 = unseen), for the model's embeddings. NaN becomes 0 (the median's score);
+    ``missing_indicators`` says which columns had NaN in training, so callers can add a 0/1 column.
+    """
+
+    knots: list[np.ndarray]          # per column: increasing distinct knot values (empty: z-score or code)
+    scores: list[np.ndarray]         # per column: normal score at each knot
+    mean: np.ndarray
+    std: np.ndarray
+    code_max: np.ndarray             # per column: largest training code (-1: not a code column)
 
     @staticmethod
-    def fit(x: np.ndarray, sample: int = 200_000, seed: int = 0) -> InputScaler:
+    def fit(x: np.ndarray, code_columns: np.ndarray | None = None, sample: int = 200_000,
+            seed: int = 0) -> InputEncoder:
+        from scipy.special import ndtri
+
         rows = np.random.default_rng(seed).choice(len(x), size=min(len(x), sample), replace=False)
         s = x[np.sort(rows)].astype(np.float64)
-        mean, std = s.mean(axis=0), s.std(axis=0)
-        wild = (np.abs(mean) > 5) | (std > 5)
-        return InputScaler(np.where(wild, mean, 0).astype(np.float32),
-                           np.where(wild, np.maximum(std, 1e-6), 1).astype(np.float32))
+        d = s.shape[1]
+        is_code = np.zeros(d, bool) if code_columns is None else np.isin(np.arange(d), code_columns)
+        probs = (np.arange(QUANTILES) + 0.5) / QUANTILES
+        knots, scores = [], []
+        mean, std = np.nanmean(np.where(np.isfinite(s), s, np.nan), axis=0), np.nanstd(s, axis=0)
+        code_max = np.full(d, -1, np.int64)
+        for j in range(d):
+            col = s[:, j][np.isfinite(s[:, j])]
+            if is_code[j]:
+                code_max[j] = int(col.max()) if len(col) else 0
+                knots.append(np.empty(0, np.float32))
+                scores.append(np.empty(0, np.float32))
+                continue
+            q = np.quantile(col, probs) if len(col) else np.zeros(1)
+            values, inverse = np.unique(q, return_inverse=True)
+            if len(values) < MIN_DISTINCT_KNOTS:
+                knots.append(np.empty(0, np.float32))
+                scores.append(np.empty(0, np.float32))
+                continue
+            z = np.bincount(inverse, ndtri(probs)) / np.bincount(inverse)   # tied knots share their mean score
+            knots.append(values.astype(np.float32))
+            scores.append(z.astype(np.float32))
+        mean, std = np.nan_to_num(mean), np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)
+        return InputEncoder(knots, scores, mean.astype(np.float32), std.astype(np.float32), code_max)
+
+    @property
+    def code_columns(self) -> np.ndarray:
+        return np.flatnonzero(self.code_max >= 0)
 
     def transform_(self, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
         """In place, chunk by chunk (no second copy of a large matrix)."""
+        if x.shape[1] != len(self.knots):
+            raise DataError(f"X has {x.shape[1]} columns; the input encoder was fitted on {len(self.knots)}")
+        codes = self.code_columns
         for lo in range(0, len(x), chunk):
             block = x[lo:lo + chunk]
-            np.clip((block - self.shift) / self.scale, -CLIP, CLIP, out=block)
+            missing = np.isnan(block)
+            for j, (k, z) in enumerate(zip(self.knots, self.scores, strict=True)):
+                if len(k):
+                    block[:, j] = np.interp(block[:, j], k, z)
+            plain = np.array([not len(k) for k in self.knots]) & (self.code_max < 0)
+            block[:, plain] = np.clip((block[:, plain] - self.mean[plain]) / self.std[plain], -CLIP, CLIP)
+            if len(codes):
+                c = np.nan_to_num(block[:, codes], nan=0.0, posinf=0.0, neginf=0.0)
+                block[:, codes] = np.where((c < 0) | (c > self.code_max[codes]), 0, np.round(c))
+            block[missing] = 0.0
         return x
 
+    def missing_indicators(self, x: np.ndarray) -> np.ndarray:
+        """Columns of ``x`` (training rows) that hold NaN."""
+        return np.flatnonzero(np.isnan(x).any(axis=0))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"shift": self.shift.tolist(), "scale": self.scale.tolist()}
+        return {"knots": [k.tolist() for k in self.knots], "scores": [z.tolist() for z in self.scores],
+                "mean": self.mean.tolist(), "std": self.std.tolist(), "code_max": self.code_max.tolist()}
 
     @staticmethod
-    def from_dict(d: Mapping[str, Any]) -> InputScaler:
-        return InputScaler(np.asarray(d["shift"], np.float32), np.asarray(d["scale"], np.float32))
+    def from_dict(d: Mapping[str, Any]) -> InputEncoder:
+        return InputEncoder([np.asarray(k, np.float32) for k in d["knots"]],
+                            [np.asarray(z, np.float32) for z in d["scores"]],
+                            np.asarray(d["mean"], np.float32), np.asarray(d["std"], np.float32),
+                            np.asarray(d["code_max"], np.int64))
+
+
+def code_columns(schema: Mapping[str, Any]) -> dict[str, str]:
+    """Code column -> vocabulary, as the feature schema declares it (older schemas: from the kinds)."""
+    from finai_models.phase0.normalize import code_vocabularies
+
+    if "codes" in schema:
+        return dict(schema["codes"])
+    normalizer = schema.get("normalizer") or {}
+    return code_vocabularies(normalizer) if "kinds" in normalizer else {}
 
 
 def read_schema(folder: Path) -> dict[str, Any]:
@@ -151,7 +226,10 @@ def nonzero_inputs(data: TeacherData, expert_columns: Mapping[str, np.ndarray],
                    sample: int = 20000) -> dict[str, float]:
     """Share of rows where each expert's routed input (and side tensor) is not all zero."""
     rows = np.arange(min(len(data), sample))
-    out = {e: float((np.abs(data.x[np.ix_(rows, idx)]).sum(axis=1) > 0).mean()) for e, idx in expert_columns.items()}
+    out = {}
+    for e, idx in expert_columns.items():
+        raw = idx[idx < data.x.shape[1]]          # code embeddings (indices past x) are never all zero
+        out[e] = float((np.abs(data.x[np.ix_(rows, raw)]).sum(axis=1) > 0).mean()) if len(raw) else 1.0
     for key in (SEQUENCE, DIAGRAMS):
         if key in data.side:
             v = np.asarray(data.side[key][rows]).reshape(len(rows), -1)

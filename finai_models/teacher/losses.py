@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -82,15 +83,50 @@ def _task_weights(specs: Sequence[TaskSpec]) -> Tensor:
     return torch.tensor([float(s.weight) for s in specs], dtype=torch.float32)
 
 
+def prior_losses(specs: Sequence[TaskSpec], labels: Mapping[str, np.ndarray]) -> Tensor:
+    """``[T]``: each task's loss under the best constant prediction on the training labels.
+
+    Dividing by it puts every task on one scale, where 1 means "no better than the base rate": a
+    50-class cross-entropy starts near ln 50 = 3.9 and a 2%-prevalence BCE near 0.1, so unscaled the
+    multiclass tasks own the shared experts' gradient. The constant is the prior itself (class
+    frequencies, the base rate, the median), evaluated with the task's own loss function.
+    """
+    out = []
+    for spec in specs:
+        y = np.asarray(labels[spec.name], np.float64)
+        y = y[~np.isnan(y)]
+        if not len(y):
+            out.append(1.0)
+            continue
+        target = torch.as_tensor(y, dtype=torch.float32)
+        if spec.kind == "multiclass":
+            freq = np.bincount(y.astype(np.int64), minlength=spec.classes) + 0.5
+            logit = torch.log(torch.as_tensor(freq / freq.sum(), dtype=torch.float32))
+        elif spec.kind == "binary":
+            p = float(np.clip(y.mean(), 1e-4, 1 - 1e-4))
+            logit = torch.tensor([np.log(p / (1 - p))], dtype=torch.float32)
+        else:
+            logit = torch.tensor([float(np.median(y))], dtype=torch.float32)
+        value, _ = task_loss(spec, logit.expand(len(y), -1), target)
+        out.append(max(float(value), 1e-3))
+    return torch.tensor(out, dtype=torch.float32)
+
+
 class FixedWeighting(nn.Module):
-    """Σ_t w_t·L_t over the observed tasks: the combination when uncertainty weighting is off."""
+    """Σ_t w_t·L_t/c_t over the observed tasks: the combination when uncertainty weighting is off.
+
+    ``scale`` (c_t, ones until ``set_scale``) is each task's prior loss (``prior_losses``)."""
 
     def __init__(self, specs: Sequence[TaskSpec]) -> None:
         super().__init__()
         self.register_buffer("weight", _task_weights(specs))
+        self.register_buffer("scale", torch.ones(len(specs)))
+
+    def set_scale(self, scale: Tensor) -> None:
+        self.scale.copy_(scale.to(self.scale))
 
     def forward(self, losses: Tensor, observed: Tensor) -> Tensor:
-        losses = torch.where(observed, losses, torch.zeros_like(losses))  # a NaN must not reach the sum
+        losses = torch.where(observed, losses / self.scale, torch.zeros_like(losses))  # a NaN must not reach the sum
         return (self.weight * losses).sum()
 
     def weights(self) -> Tensor:
@@ -110,14 +146,18 @@ class UncertaintyWeighting(nn.Module):
     def __init__(self, specs: Sequence[TaskSpec]) -> None:
         super().__init__()
         self.register_buffer("weight", _task_weights(specs))
+        self.register_buffer("scale", torch.ones(len(specs)))
         self.log_vars = nn.Parameter(torch.zeros(len(specs)))
+
+    def set_scale(self, scale: Tensor) -> None:
+        self.scale.copy_(scale.to(self.scale))
 
     def _s(self) -> Tensor:
         return _InwardClamp.apply(self.log_vars, self.S_MIN, self.S_MAX)
 
     def forward(self, losses: Tensor, observed: Tensor) -> Tensor:
         s = self._s()
-        losses = torch.where(observed, losses, torch.zeros_like(losses))  # NaN·0 would poison the gradient
+        losses = torch.where(observed, losses / self.scale, torch.zeros_like(losses))  # NaN·0 would poison the gradient
         terms = self.weight * (0.5 * torch.exp(-s) * losses + 0.5 * s)
         return torch.where(observed, terms, torch.zeros_like(terms)).sum()
 

@@ -3,10 +3,12 @@
 Layer 0 (CGC, Tang et al. 2020): seven heterogeneous shared experts, each on its routed columns
 (and side tensors), plus one private expert per task, all projected to a common width and
 stacked as ``[batch, experts, width]``. Each task's gate is a softmax (or normalised sigmoid)
-over [its own expert, the shared experts]; all task gates are one batched product over the input
-(``einsum``), as in AdaTT's PLE. The layer-0 gate weights are returned by every forward: they are
-the explanation ("35% spending trend + 28% product fit"), which the original computed but never
-recorded. Optional further extraction layers (homogeneous MLP experts over the task streams and
+over [its own expert, the shared experts]; all task gates are one batched product (``einsum``), as
+in AdaTT's PLE. By default a task's gate scores the experts' own outputs against a learned task
+query (a gate over learned representations, not a linear map of 1,500 raw columns). Code columns
+reach every architecture as embeddings (``embeddings.InputLayer``). The layer-0 gate weights are
+returned by every forward: they are the explanation ("35% spending trend + 28% product fit"),
+which the original computed but never recorded. Optional further extraction layers (homogeneous MLP experts over the task streams and
 a shared stream) follow the PLE paper; towers map each task stream to raw logits.
 """
 
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from finai_models.errors import ConfigError
+from finai_models.teacher.embeddings import InputLayer
 from finai_models.teacher.experts.base import Expert, mlp
 from finai_models.teacher.spec import TASK_EXPERT, ModelSpec
 
@@ -34,6 +37,7 @@ EXPERT_CLASSES = {
 }
 ARCHITECTURES = ("ple", "mmoe", "shared_bottom")
 GATES = ("softmax", "sigmoid")
+GATE_INPUTS = ("experts", "inputs")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class ModelConfig:
     architecture: str = "ple"
     width: int = 64
     gate: str = "softmax"
+    gate_input: str = "experts"      # experts: task queries over the experts' outputs | inputs: linear in x
+    task_input: int = 128            # private experts read a shared projection this wide (0: the routed columns)
     extra_layers: int = 0          # PLE extraction layers after the heterogeneous layer 0
     extra_shared_experts: int = 2
     task_hidden: int = 128
@@ -54,6 +60,8 @@ class ModelConfig:
             raise ConfigError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
         if self.gate not in GATES:
             raise ConfigError(f"unknown gate type {self.gate!r}; expected one of {GATES}")
+        if self.gate_input not in GATE_INPUTS:
+            raise ConfigError(f"unknown gate input {self.gate_input!r}; expected one of {GATE_INPUTS}")
 
 
 @dataclass
@@ -127,16 +135,26 @@ class PLE(nn.Module):
         self.spec, self.cfg = spec, cfg or ModelConfig()
         cfg, n_tasks = self.cfg, len(spec.tasks)
         self.expert_names = tuple(spec.experts)
+        self.inputs = InputLayer(spec.n_features, spec.codes)
         for name in (*self.expert_names, TASK_EXPERT):
             self.register_buffer(f"route_{name}", torch.as_tensor(spec.expert_columns[name]), persistent=False)
         self.experts = nn.ModuleDict({e: expert_class(e)(spec.expert_inputs[e], cfg.width) for e in self.expert_names})
         task_dim = len(spec.expert_columns[TASK_EXPERT])
-        self.task_experts = TaskBank(n_tasks, task_dim, cfg.task_hidden, cfg.width, cfg.dropout)
+        # A shared projection keeps the private experts from being 13 wide MLPs over every column
+        # (2.6M of 3.2M parameters before): they must win on what they specialise, not on width.
+        self.task_projection = (nn.Sequential(nn.Linear(task_dim, cfg.task_input), nn.LayerNorm(cfg.task_input),
+                                              nn.SiLU(), nn.Dropout(cfg.dropout)) if cfg.task_input else nn.Identity())
+        self.task_experts = TaskBank(n_tasks, cfg.task_input or task_dim, cfg.task_hidden, cfg.width, cfg.dropout)
         n_options = 1 + len(self.expert_names)
-        self.gate = nn.Parameter(torch.zeros(spec.n_features, n_tasks * n_options))
+        if cfg.gate_input == "experts":
+            self.gate_norm = nn.LayerNorm(cfg.width)
+            self.gate_query = nn.Parameter(0.02 * torch.randn(n_tasks, cfg.width))
+            self.gate = None
+        else:
+            self.gate = nn.Parameter(torch.zeros(spec.input_width, n_tasks * n_options))
+            nn.init.normal_(self.gate, std=spec.input_width ** -0.5)
         self.gate_bias = nn.Parameter(torch.zeros(n_tasks * n_options))
-        nn.init.normal_(self.gate, std=spec.n_features ** -0.5)
-        self.shared_gate = nn.Linear(spec.n_features, n_tasks + len(self.expert_names)) if cfg.extra_layers else None
+        self.shared_gate = nn.Linear(spec.input_width, n_tasks + len(self.expert_names)) if cfg.extra_layers else None
         self.layers = nn.ModuleList(ExtractionLayer(n_tasks, cfg, last=i == cfg.extra_layers - 1)
                                     for i in range(cfg.extra_layers))
         self.towers = Towers(spec, cfg)
@@ -148,14 +166,25 @@ class PLE(nn.Module):
     def route(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return x.index_select(1, getattr(self, f"route_{name}"))
 
+    def gate_logits(self, x: torch.Tensor, private: torch.Tensor, shared: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 1 + S]``. Over the experts' outputs, each task scores every expert by how well the
+        expert's representation of this customer matches the task's query (scaled dot product), so the
+        gate reads what the experts learned rather than a linear map of 1,500 raw columns."""
+        bias = self.gate_bias.view(len(self.spec.tasks), -1)
+        if self.gate is not None:
+            return (x @ self.gate).view(len(x), len(self.spec.tasks), -1) + bias
+        scale = self.cfg.width ** -0.5
+        own = (self.gate_norm(private) * self.gate_query).sum(-1, keepdim=True)          # [B, T, 1]
+        others = torch.einsum("bsw,tw->bts", self.gate_norm(shared), self.gate_query)   # [B, T, S]
+        return scale * torch.cat([own, others], dim=-1) + bias
+
     def forward(self, x: torch.Tensor, side: Mapping[str, torch.Tensor] | None = None) -> TeacherOutput:
         side = side or {}
-        n_tasks = len(self.spec.tasks)
+        x = self.inputs(x)
         shared = torch.stack([self.experts[e](self.route(x, e), side).float() for e in self.expert_names], dim=1)
-        private = self.task_experts(self.route(x, TASK_EXPERT)).float()              # [B, T, W]
-        logits = (x @ self.gate + self.gate_bias).view(len(x), n_tasks, -1)
-        gates = gate_weights(logits, self.cfg.gate)                                  # [B, T, 1 + S]
-        streams = gates[..., :1] * private + mix(gates[..., 1:], shared)             # [B, T, W]
+        private = self.task_experts(self.task_projection(self.route(x, TASK_EXPERT))).float()   # [B, T, W]
+        gates = gate_weights(self.gate_logits(x, private, shared), self.cfg.gate)             # [B, T, 1 + S]
+        streams = gates[..., :1] * private + mix(gates[..., 1:], shared)                      # [B, T, W]
         if self.layers:
             everything = torch.cat([private, shared], dim=1)
             shared_stream = mix(torch.softmax(self.shared_gate(x).float(), -1).unsqueeze(1), everything)[:, 0]
@@ -195,8 +224,9 @@ class MMoE(nn.Module):
         super().__init__()
         self.spec, self.cfg = spec, cfg or ModelConfig(architecture="mmoe")
         cfg, n = self.cfg, len(spec.tasks)
-        self.experts = TaskBank(cfg.mmoe_experts, spec.n_features, cfg.bottom_hidden[-1], cfg.width, cfg.dropout)
-        self.gate = nn.Linear(spec.n_features, n * cfg.mmoe_experts)
+        self.inputs = InputLayer(spec.n_features, spec.codes)
+        self.experts = TaskBank(cfg.mmoe_experts, spec.input_width, cfg.bottom_hidden[-1], cfg.width, cfg.dropout)
+        self.gate = nn.Linear(spec.input_width, n * cfg.mmoe_experts)
         self.towers = Towers(spec, cfg)
 
     @property
@@ -204,6 +234,7 @@ class MMoE(nn.Module):
         return tuple(f"mlp_{i}" for i in range(self.cfg.mmoe_experts))
 
     def forward(self, x: torch.Tensor, side: Mapping[str, torch.Tensor] | None = None) -> TeacherOutput:
+        x = self.inputs(x)
         experts = self.experts(x).float()                                           # [B, E, W]
         gates = torch.softmax(self.gate(x).float().view(len(x), len(self.spec.tasks), -1), -1)
         return TeacherOutput(self.towers(mix(gates, experts)), gates, x.new_zeros((), dtype=torch.float32))
@@ -215,12 +246,13 @@ class SharedBottom(nn.Module):
     def __init__(self, spec: ModelSpec, cfg: ModelConfig | None = None):
         super().__init__()
         self.spec, self.cfg = spec, cfg or ModelConfig(architecture="shared_bottom")
-        self.bottom = mlp([spec.n_features, *self.cfg.bottom_hidden, self.cfg.width], self.cfg.dropout)
+        self.inputs = InputLayer(spec.n_features, spec.codes)
+        self.bottom = mlp([spec.input_width, *self.cfg.bottom_hidden, self.cfg.width], self.cfg.dropout)
         self.towers = Towers(spec, self.cfg)
         self.gate_names: tuple[str, ...] = ()
 
     def forward(self, x: torch.Tensor, side: Mapping[str, torch.Tensor] | None = None) -> TeacherOutput:
-        h = nn.functional.silu(self.bottom(x)).float()
+        h = nn.functional.silu(self.bottom(self.inputs(x))).float()
         streams = h.unsqueeze(1).expand(-1, len(self.spec.tasks), -1)
         return TeacherOutput(self.towers(streams), None, x.new_zeros((), dtype=torch.float32))
 

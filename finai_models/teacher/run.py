@@ -24,7 +24,15 @@ import yaml
 from finai_models.config import Settings
 from finai_models.data.store import fingerprint
 from finai_models.errors import ConfigError, FinAIError
-from finai_models.teacher.data import InputScaler, load_split, nonzero_inputs, read_schema, validate
+from finai_models.teacher.data import (
+    InputEncoder,
+    TeacherData,
+    code_columns,
+    load_split,
+    nonzero_inputs,
+    read_schema,
+    validate,
+)
 from finai_models.teacher.distributed import SINGLE_PROCESS, Cluster
 from finai_models.teacher.evaluate import evaluate, gate_summary
 from finai_models.teacher.model import ModelConfig, build_model
@@ -74,7 +82,8 @@ def variant(name: str) -> dict[str, Any]:
 def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, architecture: str = "ple",
                   gate: str | None = None, without: str | None = None, adatt: bool | None = None,
                   grad_surgery: bool | None = None, epochs: int | None = None, max_train_rows: int | None = None,
-                  max_batches: int | None = None, device: str | None = None, log: Log = print,
+                  max_batches: int | None = None, device: str | None = None, seed: int | None = None,
+                  log: Log = print,
                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
                   on_batch: Callable[[int, int, float], None] | None = None,
                   cluster: Cluster = SINGLE_PROCESS) -> dict[str, Any] | None:
@@ -84,27 +93,30 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     artifacts and returns the summary (the other ranks return ``None``)."""
     doc = teacher_config(settings)
     schema = read_schema(training_set)
-    spec = ModelSpec.from_feature_schema(schema, settings)
-    if without:
-        spec = spec.without(without)
+    tasks = ModelSpec.from_feature_schema(schema, settings).tasks
     mcfg = model_config(doc, architecture=architecture, gate=gate)
     tcfg = train_config(doc, epochs=epochs, adatt=adatt, grad_surgery=grad_surgery, max_batches=max_batches,
-                        device=device)
+                        device=device, seed=seed)
     max_rows = max_train_rows if max_train_rows is not None else doc.get("max_train_rows")
+
+    train = load_split(training_set, "train", schema, tasks, max_rows)
+    validation = load_split(training_set, "validation", schema, tasks)
+    test = load_split(training_set, "test", schema, tasks)
+    for name, part in (("train", train), ("validation", validation), ("test", test)):
+        validate(part, tasks, f"training set {name}")
+    codes = [schema["columns"].index(c) for c in code_columns(schema)]
+    encoder = InputEncoder.fit(train.x, np.asarray(codes, np.int64), seed=tcfg.seed)
+    for part in (train, validation, test):
+        encoder.transform_(part.x)
+    spec = ModelSpec.from_feature_schema(schema, settings, code_max=encoder.code_max)
+    if without:
+        spec = spec.without(without)
     identity = {"training_set": schema["version"], "signature": spec.signature(), "model": dataclasses.asdict(mcfg),
                 "train": {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("epochs", "device")},
-                "max_rows": max_rows}
+                "max_rows": max_rows, "encoder": "quantile-v1"}
     run_dir = Path(out_root) / fingerprint(identity)
-    log(f"{architecture} run {run_dir.name}: {len(spec.experts)} experts, {len(spec.tasks)} tasks")
-
-    train = load_split(training_set, "train", schema, spec.tasks, max_rows)
-    validation = load_split(training_set, "validation", schema, spec.tasks)
-    test = load_split(training_set, "test", schema, spec.tasks)
-    for name, part in (("train", train), ("validation", validation), ("test", test)):
-        validate(part, spec.tasks, f"training set {name}")
-    scaler = InputScaler.fit(train.x, seed=tcfg.seed)
-    for part in (train, validation, test):
-        scaler.transform_(part.x)
+    log(f"{architecture} run {run_dir.name}: {len(spec.experts)} experts, {len(spec.tasks)} tasks, "
+        f"{len(spec.codes.vocabularies)} code vocabularies embedded")
     coverage = nonzero_inputs(train, spec.expert_columns)
     dead = [k for k, v in coverage.items() if v == 0]
     if dead:
@@ -114,7 +126,7 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     ranking = tuple(t.name for t in settings.tasks if t.group)
     torch.manual_seed(tcfg.seed)
     model = build_model(spec, mcfg)
-    trainer = Trainer(model, spec, mcfg, tcfg, run_dir, extra={"input_scaler": scaler.to_dict()},
+    trainer = Trainer(model, spec, mcfg, tcfg, run_dir, extra={"input_encoder": encoder.to_dict()},
                       ranking_tasks=ranking, cluster=cluster)
     fit = trainer.fit(train, validation, log=log, on_epoch=on_epoch, on_batch=on_batch)
     if not cluster.main:
@@ -123,22 +135,44 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     for name, part in (("validation", validation), ("test", test)):
         scores, gates = predict(model, part, device=trainer.device)
         results[name] = evaluate(spec.tasks, part.y, scores, ranking)
-        if gates is not None and name == "test":
-            results["gates"] = gate_summary(gates, spec.tasks, model.gate_names)
+        if name == "test":
+            save_scores(run_dir / "test_scores.npz", part, scores)
+            if gates is not None:
+                results["gates"] = gate_summary(gates, spec.tasks, model.gate_names)
     summary = {
         "architecture": architecture, "run_dir": str(run_dir), "training_set": schema["version"],
         "experts": list(spec.experts), "gate": mcfg.gate, "adatt": tcfg.adatt, "grad_surgery": tcfg.grad_surgery,
         "parameters": int(sum(p.numel() for p in model.parameters())), "rows": {
             "train": len(train), "validation": len(validation), "test": len(test)},
-        "expert_input_nonzero": coverage, "best_epoch": fit["best"]["epoch"], "history": fit["history"],
+        "expert_input_nonzero": coverage, "best_epoch": fit["best"]["epoch"], "task_best": fit["task_best"],
+        "history": fit["history"],
         **results,
     }
     artifact = {"format": 1, "signature": spec.signature(), "spec": spec, "model_config": dataclasses.asdict(mcfg),
-                "input_scaler": scaler.to_dict(), "model": model.state_dict(), "metrics": summary["test"]}
+                "input_encoder": encoder.to_dict(), "model": model.state_dict(), "metrics": summary["test"]}
     _atomic(run_dir / "teacher.pt", lambda p: torch.save(artifact, p))
     _atomic(run_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=1, default=_json)))
     _atomic(Path(out_root) / "CURRENT", lambda p: p.write_text(run_dir.name))
     return summary
+
+
+def save_scores(path: Path, part: TeacherData, scores: dict[str, np.ndarray]) -> None:
+    """Each test row's scores per task with its customer, month and labels: what the comparison's
+    paired bootstrap reads (``teacher.quality``)."""
+    arrays = {"customer_id": part.customer_id, "month": np.asarray(part.month, dtype=str),
+              **{f"score__{k}": v for k, v in scores.items()}, **{f"label__{k}": v for k, v in part.y.items()}}
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
+            np.savez(f, **arrays)
+
+    _atomic(path, write)
+
+
+def load_scores(path: Path) -> dict[str, np.ndarray]:
+    if not Path(path).is_file():
+        raise FinAIError(f"no test scores at {path}; re-run the training that should have written them")
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
 
 
 def current_run(out_root: Path) -> Path:

@@ -17,6 +17,8 @@ import numpy as np
 
 from finai_models.config import Settings
 from finai_models.errors import ConfigError
+from finai_models.teacher.data import code_columns
+from finai_models.teacher.embeddings import CodeLayout
 from finai_models.teacher.experts.base import ExpertInput, Field
 from finai_models.teacher.tasks import TaskSpec, from_config
 
@@ -35,6 +37,12 @@ class ModelSpec:
     diagram_shape: tuple[int, int] | None = None
     columns: tuple[str, ...] = ()
     notes: dict[str, Any] = field(default_factory=dict)
+    codes: CodeLayout = field(default_factory=CodeLayout)
+
+    @property
+    def input_width(self) -> int:
+        """Columns of the input layer's matrix: x, then the code embeddings (what routing indexes)."""
+        return self.n_features + self.codes.out_dim
 
     def __post_init__(self) -> None:
         unknown = [e for e in self.experts if e not in EXPERTS]
@@ -46,9 +54,9 @@ class ModelSpec:
         for name, idx in self.expert_columns.items():
             if len(idx) == 0:
                 raise ConfigError(f"expert {name!r} is routed to no columns")
-            if idx.min() < 0 or idx.max() >= self.n_features:
-                raise ConfigError(f"expert {name!r} is routed to column {int(idx.max())}, but x has "
-                                  f"{self.n_features} columns (a stale feature schema?)")
+            if idx.min() < 0 or idx.max() >= self.input_width:
+                raise ConfigError(f"expert {name!r} is routed to column {int(idx.max())}, but the input has "
+                                  f"{self.input_width} columns (a stale feature schema?)")
 
     def signature(self) -> dict[str, Any]:
         """Everything that fixes parameter shapes; equal signatures load each other's weights."""
@@ -58,6 +66,7 @@ class ModelSpec:
             "experts": list(self.experts),
             "expert_dims": {e: int(len(ix)) for e, ix in sorted(self.expert_columns.items())},
             "sequence_shape": list(self.sequence_shape or ()), "diagram_shape": list(self.diagram_shape or ()),
+            "codes": [[v.name, len(v.columns), v.size] for v in self.codes.vocabularies],
         }
 
     def without(self, expert: str) -> ModelSpec:
@@ -68,7 +77,7 @@ class ModelSpec:
         return ModelSpec(self.n_features, self.tasks, kept,
                          {k: v for k, v in self.expert_columns.items() if k != expert},
                          {k: v for k, v in self.expert_inputs.items() if k != expert},
-                         self.sequence_shape, self.diagram_shape, self.columns, dict(self.notes))
+                         self.sequence_shape, self.diagram_shape, self.columns, dict(self.notes), self.codes)
 
     @staticmethod
     def dense(n_features: int, tasks: tuple[TaskSpec, ...], experts: tuple[str, ...] = EXPERTS) -> ModelSpec:
@@ -78,10 +87,16 @@ class ModelSpec:
                          {e: spec for e in experts})
 
     @staticmethod
-    def from_feature_schema(schema: dict[str, Any], settings: Settings,
-                            experts: tuple[str, ...] = EXPERTS) -> ModelSpec:
+    def from_feature_schema(schema: dict[str, Any], settings: Settings, experts: tuple[str, ...] = EXPERTS,
+                            code_max: np.ndarray | None = None) -> ModelSpec:
+        """Routing from the schema; with ``code_max`` (the input encoder's largest training index per
+        column) every declared code column is embedded and its embedding routed with its group."""
         columns: list[str] = schema["columns"]
         group_of = _column_groups(schema)
+        codes = CodeLayout() if code_max is None else CodeLayout.build(columns, code_columns(schema), code_max,
+                                                                          group_of)
+        coded = set(codes.code_columns)
+        slots = codes.slots(len(columns))
         known = {g["name"] for g in schema["groups"]}
         routed: dict[str, list[str]] = {}
         for group in settings.feature_groups:
@@ -101,16 +116,22 @@ class ModelSpec:
         for expert in (*experts, TASK_EXPERT):
             index, fields = [], []
             for g in routed[expert]:
-                cols = [j for j, c in enumerate(columns) if group_of[c] == g]
-                fields.append(Field(g, len(index), len(index) + len(cols), tuple(columns[j] for j in cols)))
-                index += cols
+                cols = [j for j, c in enumerate(columns) if group_of[c] == g and j not in coded]
+                if cols:
+                    fields.append(Field(g, len(index), len(index) + len(cols), tuple(columns[j] for j in cols)))
+                    index += cols
+                for v in codes.vocabularies:     # each vocabulary its own field (DeepFM gives it its own k-vector)
+                    if v.group == g:
+                        fields.append(Field(f"{g}/{v.name}", len(index), len(index) + v.out_dim,
+                                            tuple(f"{v.name}#{i}" for i in range(v.out_dim))))
+                        index += slots[v.name].tolist()
             expert_columns[expert] = np.asarray(index, np.int64)
             if expert != TASK_EXPERT:
                 expert_inputs[expert] = ExpertInput(len(index), tuple(fields), seq, dgm,
                                                     _extras(expert, tuple(fields), schema, settings))
         return ModelSpec(len(columns), tuple(from_config(t) for t in settings.tasks), tuple(experts),
                          expert_columns, expert_inputs, seq, dgm, tuple(columns),
-                         {"training_set": schema.get("version"), "state_version": schema.get("state_version")})
+                         {"training_set": schema.get("version"), "state_version": schema.get("state_version")}, codes)
 
 
 def _column_groups(schema: dict[str, Any]) -> dict[str, str]:

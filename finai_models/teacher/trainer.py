@@ -28,8 +28,16 @@ from torch import nn
 from finai_models.errors import ConfigError, FinAIError
 from finai_models.teacher.data import TeacherData
 from finai_models.teacher.distributed import SINGLE_PROCESS, Cluster
-from finai_models.teacher.evaluate import evaluate
-from finai_models.teacher.losses import AdaTT, FixedWeighting, GradSurgery, UncertaintyWeighting, groups_of, task_losses
+from finai_models.teacher.evaluate import evaluate, primary
+from finai_models.teacher.losses import (
+    AdaTT,
+    FixedWeighting,
+    GradSurgery,
+    UncertaintyWeighting,
+    groups_of,
+    prior_losses,
+    task_losses,
+)
 from finai_models.teacher.model import ModelConfig
 from finai_models.teacher.spec import ModelSpec
 
@@ -42,16 +50,20 @@ class CheckpointError(FinAIError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 6
+    epochs: int = 30                # the most epochs; early stopping usually ends sooner
+    patience: int = 3               # epochs without a better validation score before stopping
+    plateau_factor: float = 0.5     # the learning rate is multiplied by this after an epoch without improvement
     batch_size: int = 2048
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    warmup_frac: float = 0.05
+    warmup_frac: float = 0.3        # of the first epoch
     clip: float = 5.0
     seed: int = 42
     device: str = "auto"            # auto | cpu | cuda
     amp: bool | None = None         # None: on where CUDA is used
     uncertainty: bool = True
+    uncertainty_lr: float = 0.05    # Kendall log-variances learn at their own rate, fast enough to move
+    normalize_losses: bool = True   # divide each task loss by its prior loss (losses.prior_losses)
     adatt: bool = False
     grad_surgery: bool = False
     eval_rows: int = 50_000         # validation rows scored after each epoch
@@ -114,10 +126,13 @@ class Trainer:
         self.model.to(self.device)
         self.weighting.to(self.device)
         decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1] + list(self.weighting.parameters())
+        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+        weighting = list(self.weighting.parameters())
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-        self.params = decay + no_decay
+                                            {"params": no_decay, "weight_decay": 0.0},
+                                            {"params": weighting, "weight_decay": 0.0, "lr": cfg.uncertainty_lr}],
+                                           lr=cfg.lr)
+        self.params = decay + no_decay + weighting
         cluster.broadcast(self.params)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.device.type == "cuda",
                                            init_scale=1024, growth_interval=2000)
@@ -125,6 +140,8 @@ class Trainer:
         self.adatt = AdaTT(len(spec.tasks)) if cfg.adatt else None
         self.surgery = GradSurgery(groups_of(spec.tasks), interval=10, seed=cfg.seed) if cfg.grad_surgery else None
         self.epoch, self.step, self.history, self.best = 0, 0, [], {"epoch": -1, "score": -math.inf}
+        self.task_best: dict[str, dict[str, float]] = {}   # task -> its best validation epoch and score
+        self.lr_scale = 1.0
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 
     # --- checkpoints ------------------------------------------------------------------------
@@ -139,6 +156,7 @@ class Trainer:
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "epoch": self.epoch, "step": self.step, "history": self.history, "best": self.best,
+            "task_best": self.task_best, "lr_scale": self.lr_scale,
         }
 
     def _resume(self) -> bool:
@@ -163,6 +181,7 @@ class Trainer:
         if rng["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         self.epoch, self.step, self.history, self.best = state["epoch"], state["step"], state["history"], state["best"]
+        self.task_best, self.lr_scale = state["task_best"], state["lr_scale"]
         if self.cluster.rank:                # rank 0's streams were saved; the others draw their own dropout
             torch.manual_seed(self.cfg.seed + 7919 * self.cluster.rank + self.epoch)
         return True
@@ -178,13 +197,17 @@ class Trainer:
     def fit(self, train: TeacherData, val: TeacherData, log: Callable[[str], None] = print,
             on_epoch: Callable[[dict[str, Any]], None] | None = None,
             on_batch: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+        """Train until ``patience`` epochs pass without a better validation score (or ``epochs``), then
+        load the best epoch's weights. Returns the epoch history, the best epoch and each task's best."""
         torch.set_num_threads(max(1, self.cfg.threads // self.cluster.local_world))
         n_batches = max(1, len(train) // self.cfg.batch_size)
         if self.cfg.max_batches:
             n_batches = min(n_batches, self.cfg.max_batches)
-        total, warmup = n_batches * self.cfg.epochs, max(1, int(self.cfg.warmup_frac * n_batches * self.cfg.epochs))
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(
-            (s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, total - warmup))))))
+        warmup = max(1, int(self.cfg.warmup_frac * n_batches))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: min((s + 1) / warmup, 1.0) * self.lr_scale)
+        if self.cfg.normalize_losses:
+            self.weighting.set_scale(prior_losses(self.spec.tasks, train.y))
         if self._resume():
             log(f"resumed from {self.run_dir / 'last.pt'} after epoch {self.epoch} (step {self.step})")
         else:
@@ -194,40 +217,52 @@ class Trainer:
         eval_rows = np.arange(min(len(val), self.cfg.eval_rows))
         val_subset = TeacherData(val.x[eval_rows], {k: v[eval_rows] for k, v in val.y.items()},
                                  {k: v[eval_rows] for k, v in val.side.items()})
-        while self.epoch < self.cfg.epochs:
+        while self.epoch < self.cfg.epochs and not self._patience_spent():
             started = time.perf_counter()
             loss = self._epoch(train, n_batches, on_batch)
             self.cluster.assert_in_sync(self.params, self.device)
             if not self.cluster.main:        # rank 0 evaluates and checkpoints; the others wait for it
                 self.epoch += 1
                 self.cluster.barrier()
+                self.lr_scale, self.best = self.cluster.share((self.lr_scale, self.best))
                 continue
             scores, _ = predict(self.model, val_subset, device=self.device)
             result = evaluate(self.spec.tasks, val_subset.y, scores, self.ranking_tasks)
             self.epoch += 1
             seconds = time.perf_counter() - started
+            improved = result["primary_score"] > self.best["score"]
             record = {"epoch": self.epoch, "train_loss": loss, "seconds": round(seconds, 2),
                       "samples_per_s": round(n_batches * self.cfg.batch_size / seconds, 1),
-                      "processes": self.cluster.world,
+                      "processes": self.cluster.world, "lr": self.cfg.lr * self.lr_scale,
                       "rows_per_process": n_batches * len(self.cluster.shard(np.arange(self.cfg.batch_size))),
                       **{k: v for k, v in result.items() if k != "tasks"},
+                      "task_primary": {t.name: primary(t, result["tasks"][t.name]) for t in self.spec.tasks},
                       "uncertainty_weights": self.weighting.weights().detach().cpu().tolist()}
             self.history.append(record)
-            if result["primary_score"] > self.best["score"]:
+            for name, value in record["task_primary"].items():
+                if math.isfinite(value) and value > self.task_best.get(name, {}).get("score", -math.inf):
+                    self.task_best[name] = {"epoch": self.epoch, "score": value}
+            if improved:
                 self.best = {"epoch": self.epoch, "score": result["primary_score"]}
                 self._save("best.pt", {k: v for k, v in self._state().items()
                                        if k not in ("optimizer", "scheduler", "amp_scaler", "rng")})
+            else:
+                self.lr_scale *= self.cfg.plateau_factor
             self._save("last.pt", self._state())
             log(f"epoch {self.epoch}/{self.cfg.epochs}: loss {loss:.4f}, val primary {result['primary_score']:.4f}, "
-                f"mean AUC {result['mean_binary_auc']:.4f} ({seconds:.0f} s)")
+                f"mean AUC {result['mean_binary_auc']:.4f} ({seconds:.0f} s)" + ("" if improved else ", no better"))
             if on_epoch:
                 on_epoch(record)
             self.cluster.barrier()
+            self.lr_scale, self.best = self.cluster.share((self.lr_scale, self.best))   # every rank stops together
         if not self.cluster.main:
-            return {"history": [], "best": self.best}
+            return {"history": [], "best": self.best, "task_best": {}}
         best = torch.load(self.run_dir / "best.pt", map_location=self.device, weights_only=False)
         self.model.load_state_dict(best["model"])
-        return {"history": self.history, "best": self.best}
+        return {"history": self.history, "best": self.best, "task_best": self.task_best}
+
+    def _patience_spent(self) -> bool:
+        return self.best["epoch"] >= 0 and self.epoch - self.best["epoch"] >= self.cfg.patience
 
     def _epoch(self, data: TeacherData, n_batches: int, on_batch) -> float:
         self.model.train()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
+
+from finai_models.errors import FinAIError
 from finai_models.teacher.baselines import train_lightgbm_baseline
 from finai_models.teacher.checks import gate_spread
 from finai_models.teacher.compare import ablation_table, compare
@@ -17,24 +21,47 @@ def test_lightgbm_baseline_learns_every_task(tiny_env, tmp_path):
     assert set(tasks) == {t.name for t in tiny_env.tasks}
     assert summary["test"]["mean_binary_auc"] > 0.6          # labels depend on the features
     assert all(r >= 1 for r in summary["rounds"].values())
+    assert summary["candidates"] == 4                           # the committed search: 2 leaves x 2 leaf sizes
+    assert set(summary["chosen"]["churn_signal"]) == {"num_leaves", "min_child_samples"}
+    assert (tmp_path / "lgb" / "test_scores.npz").is_file()
 
 
-def _summary(values: dict[str, float], settings) -> dict:
-    tasks = {}
+def _run(root, settings, y, customers, quality, rng):
+    """A finished run folder whose test scores are the labels plus noise of the given size."""
+    from finai_models.teacher.data import TeacherData
+    from finai_models.teacher.run import save_scores
+
+    scores = {}
     for t in settings.tasks:
-        key = {"binary": "auc", "multiclass": "macro_f1", "regression": "mae"}[t.type]
-        tasks[t.name] = {key: values[t.type]}
-    return {"test": {"tasks": tasks, "mean_binary_auc": values["binary"], "mean_macro_f1": values["multiclass"],
-                     "mean_mae": values["regression"]}}
+        label = y[t.name]
+        if t.type == "multiclass":
+            onehot = np.eye(t.classes)[np.nan_to_num(label).astype(int)]
+            scores[t.name] = onehot + quality * rng.random(onehot.shape)
+        else:
+            scores[t.name] = np.nan_to_num(label) + quality * rng.normal(size=len(label))
+    root.mkdir(parents=True)
+    months = np.array(["2025-02"] * len(customers))
+    data = TeacherData(np.zeros((len(customers), 1), np.float32), y, customer_id=customers, month=months)
+    save_scores(root / "test_scores.npz", data, scores)
+    return root
 
 
-def test_compare_counts_wins_per_task_with_the_right_direction(settings):
-    teacher = _summary({"binary": 0.80, "multiclass": 0.40, "regression": 0.50}, settings)
-    lgb = _summary({"binary": 0.70, "multiclass": 0.50, "regression": 0.40}, settings)   # lower MAE is better
-    table = compare(settings, {"ple": teacher, "lightgbm": lgb})
-    kinds = [t.type for t in settings.tasks]
-    assert table["wins"]["lightgbm"] == kinds.count("binary")        # teacher wins binary only
-    assert "| churn_signal | auc | 0.8000 | 0.7000 | ple |" in table["markdown"]
+def test_compare_reads_the_runs_scores_and_gives_paired_verdicts(settings, tmp_path):
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = {}
+    for t in settings.tasks:
+        y[t.name] = (rng.random(n) < 0.3).astype(float) if t.type == "binary" else \
+            rng.integers(0, t.classes, n).astype(float) if t.type == "multiclass" else rng.normal(size=n)
+    customers = np.arange(n)
+    roots = {"ple": _run(tmp_path / "ple", settings, y, customers, 0.5, rng),
+             "lightgbm": _run(tmp_path / "lgb", settings, y, customers, 3.0, rng)}
+    table = compare(settings, roots, resamples=200)
+    assert table["verdicts"]["ple"] == {"win": len(settings.tasks), "tie": 0, "loss": 0}
+    assert "ple - lightgbm" in table["markdown"] and "win" in table["markdown"]
+    _run(tmp_path / "other", settings, y, customers[::-1].copy(), 0.5, rng)
+    with pytest.raises(FinAIError, match="other test rows"):
+        compare(settings, {**roots, "mmoe": tmp_path / "other"}, resamples=10)
 
 
 def test_ablation_table_reports_deltas_against_full():

@@ -1,4 +1,5 @@
-"""DeepFM and Temporal experts: the expert contract, the FM identity, the LTC recursion, masking, gradients."""
+"""DeepFM and Temporal experts: the expert contract, the FM identity, the LTC recursion, masking, gradients,
+and the Temporal dense variant's independence of column order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from finai_models.teacher.experts.base import SEQUENCE, SEQUENCE_MASK, ExpertInput, Field
 from finai_models.teacher.experts.deepfm import DeepFM, dense_fields, fm_interaction
-from finai_models.teacher.experts.temporal import LiquidTimeConstantCell, Temporal
+from finai_models.teacher.experts.temporal import FeatureTokenizer, LiquidTimeConstantCell, Temporal
 
 WIDTH = 24
 STEPS, SERIES = 6, 5
@@ -24,10 +25,10 @@ def _deepfm(fields: tuple[Field, ...] = _fields([7, 3, 10]), dim: int = 20) -> D
     return DeepFM(ExpertInput(dim, fields), WIDTH, k=4, hidden=(32, 16))
 
 
-def _temporal(dim: int = 21, sequence: bool = True) -> Temporal:
+def _temporal(dim: int = 21, sequence: bool = True, max_tokens: int = 128) -> Temporal:
     spec = ExpertInput(dim, (), sequence_shape=(STEPS, SERIES) if sequence else None)
     return Temporal(spec, WIDTH, d_model=8, d_inner=16, d_state=4, dt_rank=2, ltc_units=6, heads=2, ff_dim=16,
-                    token_dim=4, flat_hidden=16, flat_dim=8)
+                    max_tokens=max_tokens, flat_hidden=16, flat_dim=8)
 
 
 def _side(batch: int, first_present: list[int] | None = None) -> dict[str, torch.Tensor]:
@@ -40,7 +41,8 @@ def _side(batch: int, first_present: list[int] | None = None) -> dict[str, torch
 
 def _cases() -> list[tuple[str, object]]:
     return [("deepfm", _deepfm), ("deepfm-dense", lambda: _deepfm((), 70)),
-            ("temporal-seq", _temporal), ("temporal-dense", lambda: _temporal(sequence=False))]
+            ("temporal-seq", _temporal), ("temporal-dense", lambda: _temporal(sequence=False)),
+            ("temporal-dense-mixed", lambda: _temporal(sequence=False, max_tokens=8))]
 
 
 @pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
@@ -150,16 +152,12 @@ def test_masked_attention_and_ltc_equal_the_present_months_alone():
 
 @pytest.mark.parametrize("sequence", [True, False], ids=["sequence", "dense"])
 def test_every_parameter_gets_a_gradient(sequence):
+    """Each variant builds only what it uses: no parameter is dead weight."""
     torch.manual_seed(6)
-    expert = _temporal()
+    expert = _temporal(sequence=sequence)
     side = _side(4, [0, 1, 3, 5]) if sequence else {}
     expert(torch.randn(4, 21), side).sum().backward()
-    exempt = {"token_proj.weight", "token_proj.bias", "token_pos"} if sequence else {
-        "seq_proj.weight", "seq_proj.bias", "seq_pos"}
     for name, param in expert.named_parameters():
-        if name in exempt:
-            assert param.grad is None, name
-            continue
         assert param.grad is not None, name
         assert torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0, name
 
@@ -184,11 +182,50 @@ def test_all_absent_row_is_finite():
         assert torch.isfinite(expert(torch.randn(2, 21), side).float()).all()
 
 
-def test_dense_only_temporal_rejects_a_sequence_and_tokens_pad():
-    torch.manual_seed(9)
-    expert = _temporal(sequence=False)
-    assert expert.seq_proj is None and expert.n_tokens == 6      # 21 columns -> 6 tokens of 4, 3 padded
-    tokens = expert.tokens(torch.arange(21.0)[None])
-    assert tokens.shape == (1, 6, 4) and tokens[0, -1].tolist() == [20.0, 0.0, 0.0, 0.0]
+def test_each_variant_refuses_the_other_input():
+    dense, sequential = _temporal(sequence=False), _temporal()
     with pytest.raises(ValueError, match="sequence_shape"):
-        expert(torch.randn(2, 21), _side(2))
+        dense(torch.randn(2, 21), _side(2))
+    with pytest.raises(ValueError, match="has none"):
+        sequential(torch.randn(2, 21), {})
+
+
+# ---------------------------------------------------------------- the dense variant reads a set of columns
+
+
+def test_feature_tokens_by_hand():
+    torch.manual_seed(10)
+    tokenizer = FeatureTokenizer(5, 3)
+    x = torch.randn(2, 5)
+    tokens = tokenizer(x)
+    assert tokens.shape == (2, 5, 3) and tokenizer.mix is None
+    torch.testing.assert_close(tokens[1, 4], x[1, 4] * tokenizer.weight[4] + tokenizer.bias[4])
+    wide = FeatureTokenizer(300, 3, max_tokens=16)        # wide tables: columns mixed into 16 tokens first
+    assert wide.n_tokens == 16 and wide(torch.randn(2, 300)).shape == (2, 16, 3)
+    assert wide.mix.weight.shape == (16, 300)
+
+
+def test_dense_variant_has_no_order_machinery():
+    """Adjacent columns are not a time series: no positional encoding, no Mamba, no LTC in the dense variant."""
+    names = [n for n, _ in _temporal(sequence=False).named_parameters()]
+    assert not [n for n in names if "pos" in n or n.startswith(("mamba", "ltc", "seq_proj"))], names
+    assert any(n.startswith("tokenizer.") for n in names) and "cls" in names
+
+
+@pytest.mark.parametrize("max_tokens", [128, 8], ids=["per-column", "mixed"])
+def test_dense_output_does_not_depend_on_column_order(max_tokens):
+    """Permuting the columns together with the weights that read them leaves the output unchanged."""
+    torch.manual_seed(11)
+    expert = _temporal(sequence=False, max_tokens=max_tokens).eval()
+    x = torch.randn(5, 21)
+    base = expert(x, {})
+    perm = torch.randperm(21)
+    with torch.no_grad():
+        tok, first = expert.tokenizer, expert.flat[0]
+        if tok.mix is None:
+            tok.weight.copy_(tok.weight[perm])
+            tok.bias.copy_(tok.bias[perm])
+        else:
+            tok.mix.weight.copy_(tok.mix.weight[:, perm])
+        first.weight.copy_(first.weight[:, perm])
+        torch.testing.assert_close(expert(x[:, perm], {}), base, rtol=1e-5, atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,7 @@ from finai_models.teacher.losses import (
     groups_of,
     project_conflicts,
     task_loss,
+    task_losses,
 )
 from finai_models.teacher.tasks import TaskSpec
 
@@ -385,3 +387,49 @@ def test_groups_of_uses_the_task_group_or_the_task_itself():
     torch.manual_seed(0)
     specs = [dataclasses.replace(BINARY, group="binary"), dataclasses.replace(FOCAL, group="binary"), HUBER]
     assert groups_of(specs) == {"binary": [0, 1], "balance": [2]}
+
+
+def test_prior_loss_is_the_loss_of_the_base_rate_so_scaled_tasks_start_at_one():
+    from finai_models.teacher.losses import prior_losses
+
+    specs = [TaskSpec("rare", "binary"), TaskSpec("mcc", "multiclass", classes=50), TaskSpec("amount", "regression")]
+    rng = np.random.default_rng(0)
+    y = {"rare": (rng.random(4000) < 0.02).astype(np.float32),
+         "mcc": rng.integers(0, 50, 4000).astype(np.float32),
+         "amount": rng.normal(3.0, 2.0, 4000).astype(np.float32)}
+    y["rare"][:100] = np.nan
+    scale = prior_losses(specs, y)
+    p = np.nanmean(y["rare"])
+    assert scale[0].item() == pytest.approx(-(p * np.log(p) + (1 - p) * np.log(1 - p)), rel=1e-3)
+    assert scale[1].item() == pytest.approx(np.log(50), rel=0.02)        # uniform classes: ln K
+    assert 1.0 < scale[2].item() < 2.0                                       # Huber of N(0, 2) around the median
+    w = FixedWeighting(specs)
+    w.set_scale(scale)
+    at_prior = torch.stack([scale[i] for i in range(3)])
+    assert w(at_prior, torch.ones(3, dtype=torch.bool)).item() == pytest.approx(3.0, rel=1e-5)
+
+
+def test_kendall_weights_separate_tasks_with_unequal_noise():
+    """Two regressions of the same signal, one with 10x the noise: the learned weights must part."""
+    from finai_models.teacher.trainer import TrainConfig
+
+    torch.manual_seed(0)
+    specs = [TaskSpec("clean", "regression", loss="mse"), TaskSpec("noisy", "regression", loss="mse")]
+    x = torch.randn(4096, 4)
+    signal = x @ torch.tensor([1.0, -1.0, 0.5, 0.0])
+    y = {"clean": signal + 0.1 * torch.randn(4096), "noisy": signal + 3.0 * torch.randn(4096)}
+    heads = nn.Linear(4, 2)
+    weighting = UncertaintyWeighting(specs)
+    cfg = TrainConfig()
+    opt = torch.optim.Adam([{"params": heads.parameters(), "lr": 0.02},
+                            {"params": weighting.parameters(), "lr": cfg.uncertainty_lr}])
+    for _ in range(400):
+        rows = torch.randint(0, 4096, (256,))
+        out = heads(x[rows])
+        losses, observed = task_losses(specs, [out[:, :1], out[:, 1:]], {k: v[rows] for k, v in y.items()})
+        opt.zero_grad()
+        weighting(losses, observed).backward()
+        opt.step()
+    w = weighting.weights()
+    assert w[0] > 10 * w[1], w        # the optimum is 1/(2 sigma^2): 50 vs 0.06
+    assert weighting.log_vars[1] > 1.5 > -1.5 > weighting.log_vars[0]

@@ -95,22 +95,24 @@ def lightgbm_baseline(context: dg.AssetExecutionContext, finai: FinAIConfig) -> 
 @dg.asset(key=["teacher", "comparison"], group_name="teacher", partitions_def=snapshot_months, kinds={"markdown"},
           deps=[ple, mmoe, shared_bottom, lightgbm_baseline], code_version="comparison-v1")
 def comparison(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
-    """One table, every task: teacher vs per-task LightGBM vs shared-bottom vs MMoE on the test months."""
-    from finai_models.teacher.compare import compare, load_summaries
+    """One table, every task: teacher vs per-task LightGBM vs shared-bottom vs MMoE on the test months,
+    each with a 95% interval, and every model's paired advantage over LightGBM (win / tie / loss)."""
+    from finai_models.teacher.compare import compare
 
     s = finai.load()
     month = context.partition_key
-    summaries = load_summaries({name: _runs_root(s, month, name) for name in ("ple", "lightgbm", "shared_bottom",
-                                                                              "mmoe")})
-    table = compare(s, summaries)
+    table = compare(s, {name: _runs_root(s, month, name) for name in ("ple", "lightgbm", "shared_bottom", "mmoe")})
     out = s.path("artifacts") / "teacher" / "comparison" / month
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(table["markdown"])
-    (out / "comparison.json").write_text(json.dumps(table["rows"], indent=1))
+    (out / "comparison.json").write_text(json.dumps(table["result"], indent=1))
+    verdicts = table["verdicts"]
     return dg.MaterializeResult(metadata={
-        "table": dg.MetadataValue.md(table["markdown"]), "teacher_wins_vs_lightgbm": table["wins"]["lightgbm"],
-        "teacher_wins_vs_shared_bottom": table["wins"]["shared_bottom"], "teacher_wins_vs_mmoe": table["wins"]["mmoe"],
-        "tasks": len(table["rows"]), "path": dg.MetadataValue.path(str(out / "comparison.md")),
+        "table": dg.MetadataValue.md(table["markdown"]),
+        **{f"teacher_vs_{m}": f"{v['win']} wins, {v['tie']} ties, {v['loss']} losses"
+           for m, v in verdicts.items()},
+        "teacher_wins_vs_lightgbm": verdicts.get("ple", {}).get("win", 0),
+        "tasks": len(table["result"]["tasks"]), "path": dg.MetadataValue.path(str(out / "comparison.md")),
     })
 
 

@@ -228,7 +228,7 @@ class HGCN(Expert):
     name: ClassVar[str] = "hgcn"
     needs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, spec: ExpertInput, width: int, *, embed_dim: int = 16, hidden: int = 64, layers: int = 3,
+    def __init__(self, spec: ExpertInput, width: int, *, embed_dim: int = 16, hidden: int = 32, layers: int = 2,
                  curvature: float = 1.0, dropout: float = 0.0):
         super().__init__(spec, width)
         self.c = curvature

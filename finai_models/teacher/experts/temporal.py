@@ -12,16 +12,24 @@ months (mask False, zeros in the data) are zeroed after the projection and exclu
 and from the LTC update, so their values cannot reach the output. An MLP over the flat routed
 columns (HMM states, Mamba embeddings of Phase 0, behaviour features) adds the precomputed view.
 
-Dense variant: without ``side[SEQUENCE]`` (the public API on arbitrary tables) the routed columns
-are cut into tokens of ``token_dim`` columns, the last one zero padded, and the same three branches
-run over those feature tokens as a sequence with every step present. The token projection always
-exists, so a model trained with sequences can still score a table without them; the sequence
-projection exists only when ``spec.sequence_shape`` is set.
+Dense variant (``spec.sequence_shape`` None: the public API on an arbitrary table). Adjacent
+columns of a table are not months, so nothing here may presume an order: each column j becomes a
+token ``x_j w_j + b_j`` of width ``d_model`` (the feature tokenizer of FT-Transformer, Gorishniy et
+al. 2021; the per-column ``w_j, b_j`` say which column a token is, so no positional encoding is
+needed), a learned CLS token joins them, and a Transformer encoder attends over the set.
+The readout is the CLS output (a learned pooling) and the mean over the feature tokens. Mamba and
+the LTC cell are not built: both read their input as an ordered recurrence. Permuting the columns
+together with their ``w_j, b_j`` (and the flat MLP's input weights) leaves the output unchanged.
+Attention costs grow with the square of the token count, so above ``max_tokens`` columns (128) a
+learned linear map first mixes the columns into ``max_tokens`` scalars, which are then tokenized
+(at 1,500 columns a training step with 128 tokens cost about what the earlier Mamba/LTC/Transformer
+over 94 blocks of 16 columns did on one CPU thread; with 256 tokens, four times as much).
+The variant is fixed at construction: an expert built for sequences requires ``side[SEQUENCE]``,
+one built without refuses it.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import ClassVar
 
@@ -69,40 +77,57 @@ class LiquidTimeConstantCell(nn.Module):
         return h
 
 
+class FeatureTokenizer(nn.Module):
+    """``[B, dim] -> [B, n_tokens, d_model]``: token j is ``x_j w_j + b_j`` (FT-Transformer's tokenizer).
+
+    With ``dim > max_tokens`` a bias-free learned ``Linear(dim -> max_tokens)`` first mixes the columns,
+    so attention runs over at most ``max_tokens`` tokens whatever the table's width.
+    """
+
+    def __init__(self, dim: int, d_model: int, max_tokens: int = 128):
+        super().__init__()
+        self.mix = nn.Linear(dim, max_tokens, bias=False) if dim > max_tokens else None
+        self.n_tokens = min(dim, max_tokens)
+        bound = d_model ** -0.5                # FT-Transformer's initialisation
+        self.weight = nn.Parameter(torch.empty(self.n_tokens, d_model).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(self.n_tokens, d_model).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mix is not None:
+            x = self.mix(x)
+        return x[..., None] * self.weight + self.bias
+
+
 class Temporal(Expert):
-    """Mamba + LTC + Transformer over the monthly sequence (or feature tokens), plus an MLP over the flat slice."""
+    """Mamba + LTC + Transformer over the monthly sequence, or a Transformer over feature tokens
+    (dense variant), plus an MLP over the flat routed columns; see the module docstring."""
 
     name: ClassVar[str] = "temporal"
     needs: ClassVar[tuple[str, ...]] = (SEQUENCE, SEQUENCE_MASK)
 
-    def __init__(self, spec: ExpertInput, width: int, *, d_model: int = 32, d_inner: int = 64, d_state: int = 16,
-                 d_conv: int = 4, dt_rank: int = 4, ltc_units: int = 32, heads: int = 4, layers: int = 2,
-                 ff_dim: int = 64, dropout: float = 0.1, token_dim: int = 16, flat_hidden: int = 128,
+    def __init__(self, spec: ExpertInput, width: int, *, d_model: int = 32, d_inner: int = 32, d_state: int = 8,
+                 d_conv: int = 4, dt_rank: int = 4, ltc_units: int = 32, heads: int = 4, layers: int = 1,
+                 ff_dim: int = 64, dropout: float = 0.1, max_tokens: int = 128, flat_hidden: int = 128,
                  flat_dim: int = 64):
         super().__init__(spec, width)
-        self.token_dim = token_dim
-        self.n_tokens = math.ceil(spec.dim / token_dim)
-        self.token_proj = nn.Linear(token_dim, d_model)
-        self.token_pos = nn.Parameter(0.02 * torch.randn(self.n_tokens, d_model))
-        self.seq_proj: nn.Linear | None = None
-        self.seq_pos: nn.Parameter | None = None
-        if spec.sequence_shape is not None:
-            steps, features = spec.sequence_shape
-            self.seq_proj = nn.Linear(features, d_model)
-            self.seq_pos = nn.Parameter(0.02 * torch.randn(steps, d_model))
-        self.mamba = MambaBlock(d_model, d_inner, d_state, d_conv, dt_rank)
-        self.mamba_norm = nn.LayerNorm(d_model)
-        self.ltc = LiquidTimeConstantCell(d_model, ltc_units)
+        self.sequential = spec.sequence_shape is not None
         layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=ff_dim, dropout=dropout, batch_first=True)
         self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.flat = nn.Sequential(*mlp([spec.dim, flat_hidden, flat_dim], dropout=dropout), nn.LayerNorm(flat_dim),
                                   nn.SiLU())
-        self.head = nn.Sequential(nn.Linear(2 * d_model + ltc_units + flat_dim, width), nn.LayerNorm(width), nn.SiLU())
-
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """The dense variant's sequence: ``[B, dim] -> [B, n_tokens, token_dim]``, the last token zero padded."""
-        padded = F.pad(x, (0, self.n_tokens * self.token_dim - x.shape[-1]))
-        return padded.view(x.shape[0], self.n_tokens, self.token_dim)
+        if self.sequential:
+            steps, features = spec.sequence_shape
+            self.seq_proj = nn.Linear(features, d_model)
+            self.seq_pos = nn.Parameter(0.02 * torch.randn(steps, d_model))
+            self.mamba = MambaBlock(d_model, d_inner, d_state, d_conv, dt_rank)
+            self.mamba_norm = nn.LayerNorm(d_model)
+            self.ltc = LiquidTimeConstantCell(d_model, ltc_units)
+            self.head = nn.Sequential(nn.Linear(2 * d_model + ltc_units + flat_dim, width), nn.LayerNorm(width),
+                                      nn.SiLU())
+        else:
+            self.tokenizer = FeatureTokenizer(spec.dim, d_model, max_tokens)
+            self.cls = nn.Parameter(0.02 * torch.randn(d_model))
+            self.head = nn.Sequential(nn.Linear(2 * d_model + flat_dim, width), nn.LayerNorm(width), nn.SiLU())
 
     def branches(self, h: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three encoders over projected steps ``h [B, L, d_model]``, ``mask [B, L]``, ``pos [L, d_model]``.
@@ -120,21 +145,26 @@ class Temporal(Expert):
         pooled = (encoded * weights).sum(dim=1) / weights.sum(dim=1)
         return {"mamba": mamba, "ltc": ltc, "transformer": pooled}
 
+    def feature_encoding(self, x: torch.Tensor) -> torch.Tensor:
+        """The dense variant's ``[B, 2 d_model]``: the CLS output and the mean of the encoded feature tokens."""
+        tokens = self.tokenizer(x)
+        cls = self.cls.to(tokens.dtype).expand(len(x), 1, -1)
+        encoded = self.transformer(torch.cat([cls, tokens], dim=1))
+        return torch.cat([encoded[:, 0], encoded[:, 1:].mean(dim=1)], dim=1)
+
     def forward(self, x: torch.Tensor, side: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if x.shape[-1] != self.spec.dim:
             raise ValueError(f"{self.name} expects {self.spec.dim} routed columns, got {x.shape[-1]}")
-        if SEQUENCE in side:
-            if self.seq_proj is None or self.seq_pos is None:
+        if not self.sequential:
+            if SEQUENCE in side:
                 raise ValueError(f"{self.name} was built without spec.sequence_shape but received a sequence")
-            seq = side[SEQUENCE]
-            if tuple(seq.shape[1:]) != self.spec.sequence_shape:
-                raise ValueError(f"sequence of shape {tuple(seq.shape[1:])}, expected {self.spec.sequence_shape}")
-            mask = side.get(SEQUENCE_MASK)
-            mask = seq.new_ones(seq.shape[:2], dtype=torch.bool) if mask is None else mask.bool()
-            h, pos = self.seq_proj(seq), self.seq_pos
-        else:
-            tokens = self.tokens(x)
-            mask = tokens.new_ones(tokens.shape[:2], dtype=torch.bool)
-            h, pos = self.token_proj(tokens), self.token_pos
-        parts = self.branches(h, mask, pos)
+            return self.head(torch.cat([self.feature_encoding(x), self.flat(x)], dim=1))
+        if SEQUENCE not in side:
+            raise ValueError(f"{self.name} was built for sequences (spec.sequence_shape) but the batch has none")
+        seq = side[SEQUENCE]
+        if tuple(seq.shape[1:]) != self.spec.sequence_shape:
+            raise ValueError(f"sequence of shape {tuple(seq.shape[1:])}, expected {self.spec.sequence_shape}")
+        mask = side.get(SEQUENCE_MASK)
+        mask = seq.new_ones(seq.shape[:2], dtype=torch.bool) if mask is None else mask.bool()
+        parts = self.branches(self.seq_proj(seq), mask, self.seq_pos)
         return self.head(torch.cat([*parts.values(), self.flat(x)], dim=1))
