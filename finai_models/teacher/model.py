@@ -8,8 +8,9 @@ in AdaTT's PLE. By default a task's gate scores the experts' own outputs against
 query (a gate over learned representations, not a linear map of 1,500 raw columns). Code columns
 reach every architecture as embeddings (``embeddings.InputLayer``). The layer-0 gate weights are
 returned by every forward: they are the explanation ("35% spending trend + 28% product fit"),
-which the original computed but never recorded. Optional further extraction layers (homogeneous MLP experts over the task streams and
-a shared stream) follow the PLE paper; towers map each task stream to raw logits.
+which the original computed but never recorded. Optional further extraction layers (homogeneous
+MLP experts over the task streams and a shared stream) follow the PLE paper; towers map each task
+stream to raw logits.
 """
 
 from __future__ import annotations
