@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.tree_scoring
 	$(BIN)/python -m benchmarks.serving
 	$(BIN)/python -m benchmarks.monitoring
+	$(BIN)/python -m benchmarks.quality
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,17 +3,23 @@
     python -m benchmarks.teacher [--quick] [--batch 2048] [--steps 6] [--out benchmarks/results]
 
 The model is built from an in-memory ``ModelSpec`` shaped like the real training set: the 17
-groups of ``configs/feature_groups.yaml`` (1211 raw columns, the MCC multi-hot named
-``mcc_<code>`` so HGCN gets its real hierarchy graph) plus 273 ``_log`` copies, 1484 columns in
-all, the 13 tasks of ``configs/tasks.yaml``, monthly sequences [12, 11] and persistence diagrams
-[4, 16]. The inputs are random (throughput does not depend on the values), so no Phase 0 runs.
+groups of ``configs/feature_groups.yaml`` (1211 raw columns under the names Phase 0 gives them,
+the MCC multi-hot named ``mcc_<code>`` so HGCN gets its real hierarchy graph) plus 273 ``_log``
+copies, 1484 columns in all, the 13 tasks of ``configs/tasks.yaml``, monthly sequences [12, 11]
+and persistence diagrams [4, 16]. Its code columns are declared as the real schema's ``codes``
+(the 200 ``lag_NNN_mcc`` and 200 ``lag_NNN_hour`` slots share one vocabulary each; the six
+``*_code`` demographics, the three ``hmm_*_state``, ``gmm_cluster_id``) and the spec gets a
+``code_max`` like the input encoder's, so they are embedded as in training. The inputs are random
+(throughput does not depend on the values; code columns hold valid codes), so no Phase 0 runs.
 
-Each architecture (ple, mmoe, shared_bottom) trains in a fresh child process, so its peak RSS is
-its own: one warm-up step, then ``--steps`` timed full steps (forward, the per-task losses,
-uncertainty weighting, the experts' regularizer, backward, gradient clipping, AdamW), as
-``Trainer._epoch`` does them. Seconds on a shared machine are noisy, so one more child alternates
-shared-bottom and PLE steps in the same process and reports PLE's throughput as a ratio of
-shared-bottom's, and times each layer-0 expert alone (forward + backward on its routed slice) to
+Each architecture (ple, mmoe, shared_bottom; ``configs/teacher.yaml``'s model and train sections,
+as the training service reads them) trains in a fresh child process that calls
+``finai_models.teacher.service.tune_process()`` first, as the service does, so its peak RSS is its
+own: one warm-up step, then ``--steps`` timed full steps (forward, the per-task losses, uncertainty
+weighting, the experts' regularizer, backward, gradient clipping, AdamW), as ``Trainer._epoch``
+does them. Seconds on a shared machine are noisy, so one more child alternates shared-bottom and
+PLE steps in the same process and reports PLE's throughput as a ratio of shared-bottom's, and
+times the input layer and each layer-0 expert alone (forward + backward on its routed slice) to
 show which one dominates. With a CUDA device a last child compares AMP with fp32 and mamba-ssm's
 selective-scan kernel with the PyTorch scan.
 """
@@ -21,6 +27,7 @@ selective-scan kernel with the PyTorch scan.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -41,11 +48,21 @@ QUICK_BATCH, QUICK_STEPS = 256, 2
 BATCHES_IN_DATA = 4      # the random training set holds 4 batches; steps cycle through them
 ROUNDS = 3               # alternating shared-bottom/PLE rounds and per-expert repetitions
 THREADS = 2              # torch intra-op threads, as TrainConfig.threads
-N_LOG_COLUMNS = 273      # the real training set's _log copies: 1211 + 273 = 1484 columns
+# _log copies per group: 273 (1211 + 273 = 1484 columns), most of them lag-slot amounts and days as in
+# the real training sets (3,000 customers: 261 of its 291 copies are lag slots, 12 rolling statistics)
+LOG_COPIES = {"txn_lag_tensor": 261, "txn_rolling_stats": 12}
+# the largest code per vocabulary, as the input encoder of a 3,000-customer training set found them
+# (benchmarks/out/quality/c3000-r3000-s42); padding code 0 of a pooled vocabulary is "no transaction"
+CODE_MAX = {"lag_mcc": 50, "lag_hour": 23, "gender_code": 2, "segment_code": 4, "region_code": 52,
+            "channel_code": 20, "age_group_code": 4, "income_group_code": 4, "hmm_journey_state": 4,
+            "hmm_lifecycle_state": 4, "hmm_behaviour_state": 5, "gmm_cluster_id": 19}
+DEFAULT_CODE_MAX = 4
 SEQUENCE_SHAPE, DIAGRAM_SHAPE = (12, 11), (4, 16)
 SCAN_SHAPE, SCAN_STATE = (2048, 64, 12), 16  # selective scan u [batch, channels, months], state size
 SCAN_REPS = 20
 NO_GPU = "not measured: no CUDA device"
+INPUT_LAYER = "input layer (code embeddings)"
+PRIVATE = "task_tower (private, all tasks, with the shared projection)"
 # libgomp's default lets a thread spin while it waits for its partner. On a shared machine whose cores
 # other jobs keep busy, the partner is often descheduled and the spinning eats the time slice: steps
 # became 5-10x slower and bimodal here. Children therefore wait passively unless the caller set it.
@@ -58,20 +75,38 @@ def log(message: str) -> None:
 
 # --- the spec, the data and one training step ------------------------------------------------------
 def feature_schema(settings) -> dict[str, Any]:
-    """A training set's ``feature_schema.json`` as Phase 0 writes it, without the rows."""
-    columns, groups = [], []
-    for g in settings.feature_groups:
-        if g.name == "mcc_top30_multihot":
+    """A training set's ``feature_schema.json`` as Phase 0 writes it, without the rows: the groups'
+    own column names, the ``_log`` copies and the code columns (``codes``: column -> vocabulary)."""
+    from finai_models.phase0.groups import build_groups
+    from finai_models.phase0.normalize import code_vocabulary, column_kind
+
+    columns, groups, log_columns = [], [], []
+    for g, model in zip(settings.feature_groups, build_groups(settings), strict=True):
+        if g.name == "mcc_top30_multihot":   # fitted names: the training months' top MCCs
             names = [f"mcc_{code}" for code in settings.mcc.codes[:g.dim - 1]] + ["mcc_other_count"]
         else:
-            names = [f"{g.name}__{i:03d}" for i in range(g.dim)]
+            names = list(model.column_names())
+        if len(names) != g.dim:
+            raise RuntimeError(f"group {g.name} names {len(names)} columns, configured dim {g.dim}")
         groups.append({"name": g.name, "start": len(columns), "end": len(columns) + g.dim})
         columns += names
-    log_columns = columns[:N_LOG_COLUMNS]
+        log_columns += [c for c in names if column_kind(c) != "code"][:LOG_COPIES.get(g.name, 0)]
+    codes = {c: code_vocabulary(c) for c in columns if column_kind(c) == "code"}
     return {"version": "bench", "state_version": None, "columns": columns + [f"{c}_log" for c in log_columns],
-            "groups": groups, "log_columns": log_columns, "experts": {},
+            "groups": groups, "log_columns": log_columns, "experts": {}, "codes": codes,
             "tasks": [{"name": t.name, "type": t.type} for t in settings.tasks],
             "side": {"sequence_shape": list(SEQUENCE_SHAPE), "diagram_shape": list(DIAGRAM_SHAPE)}}
+
+
+def code_max(schema: dict[str, Any]) -> Any:
+    """Per column the largest code (``-1``: not a code column), as ``InputEncoder.code_max``."""
+    import numpy as np
+
+    index = {c: j for j, c in enumerate(schema["columns"])}
+    out = np.full(len(schema["columns"]), -1, np.int64)
+    for column, vocabulary in schema["codes"].items():
+        out[index[column]] = CODE_MAX.get(vocabulary, DEFAULT_CODE_MAX)
+    return out
 
 
 def build_spec():
@@ -79,11 +114,13 @@ def build_spec():
     from finai_models.teacher.spec import ModelSpec
 
     settings = load_settings()
-    return ModelSpec.from_feature_schema(feature_schema(settings), settings)
+    schema = feature_schema(settings)
+    return ModelSpec.from_feature_schema(schema, settings, code_max=code_max(schema))
 
 
 def random_data(spec, n: int, seed: int = 0) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """float32 X [n, d], realistic side tensors and a label per task (10% NaN), as torch tensors."""
+    """float32 X [n, d] (code columns: valid codes), realistic side tensors and a label per task
+    (10% NaN), as torch tensors."""
     import numpy as np
     import torch
 
@@ -91,6 +128,13 @@ def random_data(spec, n: int, seed: int = 0) -> tuple[Any, dict[str, Any], dict[
 
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, spec.n_features)).astype(np.float32)
+    for v in spec.codes.vocabularies:        # valid codes; a pooled vocabulary's later slots are padding (0)
+        cols = np.asarray(v.columns)
+        if v.pooled:
+            used = np.arange(len(cols))[None, :] < rng.integers(0, len(cols) + 1, size=(n, 1))
+            x[:, cols] = np.where(used, rng.integers(1, v.size, size=(n, len(cols))), 0)
+        else:
+            x[:, cols] = rng.integers(0, v.size, size=(n, len(cols)))
     (months, fields), (diagrams, pairs) = spec.sequence_shape, spec.diagram_shape
     seq_mask = np.arange(months)[None, :] >= rng.integers(0, months - 1, size=(n, 1))  # late joiners
     sequence = np.where(seq_mask[..., None], rng.normal(size=(n, months, fields)), 0).astype(np.float32)
@@ -114,25 +158,33 @@ def random_data(spec, n: int, seed: int = 0) -> tuple[Any, dict[str, Any], dict[
 
 
 class Training:
-    """A model with the trainer's AdamW groups, uncertainty weighting and (on CUDA) GradScaler."""
+    """A model as the training service builds it (``configs/teacher.yaml``) with the trainer's AdamW
+    groups (the Kendall log-variances at their own learning rate), uncertainty weighting and (on
+    CUDA) GradScaler."""
 
     def __init__(self, spec, architecture: str, device: str = "cpu", amp: bool = False, seed: int = 0):
         import torch
 
+        from finai_models.config import load_settings
         from finai_models.teacher.losses import UncertaintyWeighting
-        from finai_models.teacher.model import ModelConfig, build_model
-        from finai_models.teacher.trainer import TrainConfig
+        from finai_models.teacher.model import build_model
+        from finai_models.teacher.run import model_config, teacher_config, train_config
 
         torch.manual_seed(seed)
-        self.spec, self.device, self.amp, self.cfg = spec, torch.device(device), amp, TrainConfig()
-        self.model = build_model(spec, ModelConfig(architecture=architecture)).to(self.device).train()
+        doc = teacher_config(load_settings())
+        self.model_cfg = model_config(doc, architecture=architecture)
+        self.spec, self.device, self.amp, self.cfg = spec, torch.device(device), amp, train_config(doc)
+        self.model = build_model(spec, self.model_cfg).to(self.device).train()
         self.weighting = UncertaintyWeighting(spec.tasks).to(self.device)
         named = list(self.model.named_parameters())
         decay = [p for _, p in named if p.ndim > 1]
-        no_decay = [p for _, p in named if p.ndim <= 1] + list(self.weighting.parameters())
+        no_decay = [p for _, p in named if p.ndim <= 1]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": self.cfg.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=self.cfg.lr)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.device.type == "cuda", init_scale=1024)
+                                            {"params": no_decay, "weight_decay": 0.0},
+                                            {"params": list(self.weighting.parameters()), "weight_decay": 0.0,
+                                             "lr": self.cfg.uncertainty_lr}], lr=self.cfg.lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp and self.device.type == "cuda", init_scale=1024,
+                                           growth_interval=2000)
         self.params = sum(p.numel() for _, p in named)
 
     def step(self, x, side, y) -> float:
@@ -193,8 +245,11 @@ def child_architecture(architecture: str, batch: int, steps: int) -> dict[str, A
     warmup_s = time.perf_counter() - t0
     timed = timed_steps(run, data, steps, start=1)
     seconds, median = timed["seconds"], statistics.median(timed["seconds"])
-    return {"architecture": architecture, "batch": batch, "steps": steps, "params": run.params,
-            "n_features": spec.n_features, "tasks": len(spec.tasks), "threads": torch.get_num_threads(),
+    return {"architecture": architecture, "model_config": dataclasses.asdict(run.model_cfg),
+            "batch": batch, "steps": steps, "params": run.params,
+            "n_features": spec.n_features, "input_width": spec.input_width, "tasks": len(spec.tasks),
+            "code_vocabularies": len(spec.codes.vocabularies),
+            "code_columns": len(spec.codes.code_columns), "threads": torch.get_num_threads(),
             "warmup_s": warmup_s, "step_s": seconds, "median_step_s": median, "samples_per_s": batch / median,
             "losses": [warmup_loss, *timed["losses"]], "sys_s": timed["sys_s"],
             "median_sys_s": statistics.median(timed["sys_s"]), "minor_faults": timed["minor_faults"],
@@ -233,13 +288,19 @@ def child_baseline(batch: int) -> dict[str, Any]:
         module.zero_grad(set_to_none=True)
         return time.perf_counter() - t0
 
+    layer_input = model.inputs(x).detach()   # what routing indexes: x, then the code embeddings
+
     def shared_expert(name: str) -> Any:
         expert = model.experts[name]
-        return expert(model.route(x, name), side).float().sum() + expert.regularizer()
+        return expert(model.route(layer_input, name), side).float().sum() + expert.regularizer()
 
-    parts = [(name, model.experts[name], lambda n=name: shared_expert(n)) for name in model.expert_names]
-    parts.append((f"{TASK_EXPERT} (private, all tasks)", model.task_experts,
-                  lambda: model.task_experts(model.route(x, TASK_EXPERT)).float().sum()))
+    def private_experts() -> Any:
+        return model.task_experts(model.task_projection(model.route(layer_input, TASK_EXPERT))).float().sum()
+
+    private = torch.nn.ModuleList([model.task_projection, model.task_experts])
+    parts = [(INPUT_LAYER, model.inputs, lambda: model.inputs(x).float().sum())]
+    parts += [(name, model.experts[name], lambda n=name: shared_expert(n)) for name in model.expert_names]
+    parts.append((PRIVATE, private, private_experts))
     for _, module, fn in parts:
         fwd_bwd(fn, module)  # warm-up
     seconds_of: dict[str, list[float]] = {name: [] for name, _, _ in parts}
@@ -248,8 +309,9 @@ def child_baseline(batch: int) -> dict[str, Any]:
             seconds_of[name].append(fwd_bwd(fn, module))
     for name, module, _ in parts:
         seconds = seconds_of[name]
-        routed = TASK_EXPERT if name.startswith(TASK_EXPERT) else name
-        experts.append({"expert": name, "columns": int(len(spec.expert_columns[routed])),
+        routed = TASK_EXPERT if name == PRIVATE else name
+        columns = spec.n_features if name == INPUT_LAYER else len(spec.expert_columns[routed])
+        experts.append({"expert": name, "columns": int(columns),
                         "params": sum(p.numel() for p in module.parameters()),
                         "fwd_bwd_s": seconds, "median_fwd_bwd_s": statistics.median(seconds),
                         "share_of_ple_step": statistics.median(seconds) / median["ple"]})
@@ -353,11 +415,14 @@ def measure(child: str, batch: int, steps: int) -> dict[str, Any]:
 
 def markdown(report: dict[str, Any]) -> str:
     m, archs, base, gpu = report["machine"], report["architectures"], report["baseline"], report["gpu"]
+    load = m.get("load_average_1m") or {"start": float("nan"), "end": float("nan")}
     lines = [f"Teacher training benchmark, {m['timestamp']}: {m['cpu_count']} CPUs, {m['memory_total_gb']:.0f} GB "
              f"RAM, Python {m['python']}, torch {m['torch']} ({m['threads']} threads, OMP_WAIT_POLICY "
-             f"{m['omp_wait_policy']}); batch {report['batch']}, "
-             f"{report['steps']} timed steps after 1 warm-up, {report['n_features']} input columns, "
-             f"{report['tasks']} tasks", "",
+             f"{m['omp_wait_policy']}); 1-minute load average {load['start']:.1f} at the start, {load['end']:.1f} "
+             f"at the end (the benchmark's own children included); batch {report['batch']}, "
+             f"{report['steps']} timed steps after 1 warm-up, {report['n_features']} input columns "
+             f"({report.get('code_columns')} of them codes in {report.get('code_vocabularies')} embedded "
+             f"vocabularies), {report['tasks']} tasks; random inputs, no training set", "",
              "| architecture | params | median step s | samples/s | of which sys s | peak RSS GB | setup peak GB |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in archs:
@@ -375,12 +440,12 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"Same process, {base['rounds']} alternating rounds: **PLE samples/s / shared-bottom samples/s = "
                   f"{base['ple_over_shared_bottom']:.3f}** (median step {ple:.3f} s vs {sb:.3f} s; per round "
                   + ", ".join(f"{v:.3f}" for v in base["round_ratios"]) + ")", "",
-                  "| PLE layer-0 expert | routed columns | params | fwd+bwd s | share of PLE step |",
+                  "| PLE part (alone) | routed columns | params | fwd+bwd s | share of PLE step |",
                   "|---|---:|---:|---:|---:|"]
         for e in sorted(base["experts"], key=lambda e: -e["median_fwd_bwd_s"]):
             lines.append(f"| {e['expert']} | {e['columns']:,} | {e['params']:,} | {e['median_fwd_bwd_s']:.3f} | "
                          f"{100 * e['share_of_ple_step']:.1f}% |")
-        lines.append(f"| **all experts** | | | | {100 * base['experts_share_of_ple_step']:.1f}% |")
+        lines.append(f"| **all parts timed** | | | | {100 * base['experts_share_of_ple_step']:.1f}% |")
     lines.append("")
     if isinstance(gpu, str):
         lines.append(f"GPU: {gpu}")
@@ -429,13 +494,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    load_start = os.getloadavg()   # other jobs on the machine: 1-minute load vs the CPU count
     archs = [measure(f"arch:{a}", batch, steps) for a in ARCHITECTURES]
     baseline = measure("baseline", batch, steps)
     gpu: dict[str, Any] | str = measure("gpu", batch, steps) if torch.cuda.is_available() else NO_GPU
     first = next((r for r in archs if "error" not in r), {})
     machine = {**machine_info(), "torch": torch.__version__, "threads": THREADS, "omp_wait_policy": OMP_WAIT_POLICY,
+               "load_average_1m": {"start": load_start[0], "end": os.getloadavg()[0]},
                "env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "MKL_", "MALLOC_", "LD_PRELOAD"))}}
     report = {"machine": machine, "batch": batch, "steps": steps, "n_features": first.get("n_features"),
+              "code_columns": first.get("code_columns"), "code_vocabularies": first.get("code_vocabularies"),
               "tasks": first.get("tasks"), "architectures": archs, "baseline": baseline, "gpu": gpu}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "teacher.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -130,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             if "teacher" in stages:
                 print(f"training the teacher and its baselines for {trained} (progress: the run's log in the UI)")
                 run("teacher", f"the teacher of month {trained}", trained)
+                table = settings.path("artifacts") / "teacher" / "comparison" / trained / "comparison.md"
+                print(f"the teacher against its baselines on the test months ({table}; the benchmark at 100k "
+                      f"customers, with seeds and the ceiling: python -m benchmarks.quality):\n{table.read_text()}")
             if "distill" in stages:
                 gated = distill(run, settings, trained, quiet=args.quiet)
             if "refresh" in stages and not gated:

@@ -48,11 +48,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=3, help="seeds per neural model (default 3)")
     p.add_argument("--rows-per-month", type=int, default=12_000,
                    help="training-set rows sampled per snapshot month (default 12000)")
+    p.add_argument("--max-train-rows", type=int, default=72_000,
+                   help="training rows every model learns from: a seeded sample of every training month "
+                        "(default 72000, half the training set: the cap that keeps 3 seeds near 90 minutes)")
     p.add_argument("--data-seed", type=int, default=42, help="the generator's seed")
     p.add_argument("--oracle-customers", type=int, default=5000)
     p.add_argument("--oracle-futures", type=int, default=128)
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    p.add_argument("--changes", action="store_true",
+                   help="instead: LightGBM, the PLE and the PLE with each of Step 7's changes undone "
+                        "(teacher.run.CHANGES), against LightGBM (writes quality_changes.json/.md)")
+    p.add_argument("--ablation", action="store_true",
+                   help="instead: the PLE and each variant of configs/teacher.yaml ablation.variants, against the "
+                        "full PLE (writes quality_ablation.json/.md)")
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "out" / "quality")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--name", default="quality", help="results file stem (default quality)")
@@ -83,6 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {MODELS}")
+    if args.changes:
+        from finai_models.teacher.run import CHANGES
+
+        models = ["lightgbm", "ple", *(f"ple-{c}" for c in CHANGES)]
+        args.name = args.name if args.name != "quality" else "quality_changes"
+    elif args.ablation:
+        from finai_models.config import load_settings
+        from finai_models.teacher.run import teacher_config
+
+        models = ["ple", *(f"ple-{v}" for v in teacher_config(load_settings())["ablation"]["variants"] if v != "full")]
+        args.name = args.name if args.name != "quality" else "quality_ablation"
     started = time.perf_counter()
     work = args.work / f"c{args.customers}-r{args.rows_per_month}-s{args.data_seed}"
     settings, training_set, data = prepare(work, args.customers, args.rows_per_month, args.data_seed, log=log)
@@ -93,13 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     for model in models:
         t0 = time.perf_counter()
         if model == "lightgbm":
-            test, runs[model], details[model] = lightgbm(settings, training_set, work, log)
+            test, runs[model], details[model] = lightgbm(settings, training_set, work, log, args.max_train_rows)
         elif model == "students":
             if "ple" not in details:
                 raise SystemExit("students are distilled from the PLE teacher: list ple before students")
             runs[model], details[model] = distil(settings, training_set, details["ple"]["run_dirs"][0], work, log)
         else:
-            test, runs[model], details[model] = neural(settings, training_set, work, model, args.seeds, log)
+            architecture, _, ablation = model.partition("-")
+            test, runs[model], details[model] = neural(settings, training_set, work, architecture, args.seeds, log,
+                                                       ablation or "full", args.max_train_rows)
         seconds[model] = round(time.perf_counter() - t0, 1)
         log(f"{model} done in {seconds[model]:.0f} s")
     t0 = time.perf_counter()
@@ -113,12 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     y = {t.name: test[f"label__{t.name}"] for t in tasks}
     reference = "lightgbm" if "lightgbm" in runs else models[0]
     result = compare_models(tasks, y, test["customer_id"], runs, reference, resamples=args.resamples)
-    table = markdown(result, [m for m in MODELS if m in runs], {k: v["value"] for k, v in oracle["tasks"].items()})
+    shown = [m for m in MODELS if m in runs] + [m for m in runs if m not in MODELS]
+    table = markdown(result, shown, oracle["tasks"])
     seconds["total"] = round(time.perf_counter() - started, 1)
     record = {
         "benchmark": "quality", "commit": _commit(), "machine": machine_info(),
         "data": {"source": "synthetic generator (configs/datasets/synthetic.yaml)", **data},
-        "seeds": {"neural": list(range(args.seeds)), "data": args.data_seed},
+        "seeds": {"neural": list(range(args.seeds)), "data": args.data_seed}, "max_train_rows": args.max_train_rows,
         "resamples": args.resamples, "comparison": result, "oracle": oracle, "models": details,
         "seconds": seconds, "markdown": table,
     }

@@ -91,8 +91,8 @@ def prepare(workdir: Path, customers: int, rows_per_month: int, seed: int, log=p
         con.close()
     record: dict[str, Any] = {"customers": customers, "seed": seed, "rows_per_month": rows_per_month,
                               "dataset": manifest["fingerprint"], "state_version": state.version,
-                              "training_set": str(folder.relative_to(workdir)), "rows": schema["rows"],
-                              "split": schema["split"],
+                              "training_set": str(folder.resolve().relative_to(workdir.resolve())),
+                              "rows": schema["rows"], "split": schema["split"],
                               "seconds": {k: round(v, 1) for k, v in timings.items()}}
     done.write_text(json.dumps(record, indent=1))
     log(f"training set ready in {sum(timings.values()):.0f} s: {schema['rows']}")

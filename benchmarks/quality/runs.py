@@ -28,13 +28,13 @@ def _split_scores(path: Path) -> tuple[dict[str, np.ndarray], Scores]:
     return z, {k[len("score__"):]: v for k, v in z.items() if k.startswith("score__")}
 
 
-def lightgbm(settings, training_set: Path, work: Path, log: Log) -> tuple[dict[str, np.ndarray], list[Scores],
-                                                                          dict[str, Any]]:
+def lightgbm(settings, training_set: Path, work: Path, log: Log, max_rows: int | None
+             ) -> tuple[dict[str, np.ndarray], list[Scores], dict[str, Any]]:
     from finai_models.teacher.baselines import train_lightgbm_baseline
 
-    out = work / "runs" / "lightgbm"
+    out = work / "runs" / f"lightgbm-{max_rows}"
     if not (out / "test_scores.npz").is_file():
-        train_lightgbm_baseline(settings, training_set, out, log=log)
+        train_lightgbm_baseline(settings, training_set, out, log=log, max_train_rows=max_rows)
     summary = json.loads((out / "metrics.json").read_text())
     test, scores = _split_scores(out / "test_scores.npz")
     return test, [scores], {"rounds": summary["rounds"], "chosen": summary.get("chosen"),
@@ -42,14 +42,19 @@ def lightgbm(settings, training_set: Path, work: Path, log: Log) -> tuple[dict[s
 
 
 def neural(settings, training_set: Path, work: Path, architecture: str, seeds: int,
-           log: Log) -> tuple[dict[str, np.ndarray], list[Scores], dict[str, Any]]:
-    from finai_models.teacher.run import train_teacher
+           log: Log, ablation: str = "full", max_rows: int | None = None
+           ) -> tuple[dict[str, np.ndarray], list[Scores], dict[str, Any]]:
+    """``architecture`` over ``seeds`` seeds; ``ablation`` is a variant of ``teacher.run.variant``
+    (``no_hgcn``, ``sigmoid_gate``, ``adatt``, ...) of the PLE."""
+    from finai_models.teacher.run import train_teacher, variant
 
     runs, details, test = [], {"run_dirs": [], "best_epoch": [], "epochs": [], "samples_per_s": [],
                                "parameters": None, "gates": None}, None
+    name = architecture if ablation == "full" else f"{architecture}-{ablation}"
     for seed in range(seeds):
-        summary = train_teacher(settings, training_set, work / "runs" / architecture, architecture=architecture,
-                                seed=seed, log=lambda m, s=seed: log(f"{architecture} seed {s}: {m}"))
+        summary = train_teacher(settings, training_set, work / "runs" / name, architecture=architecture,
+                                seed=seed, max_train_rows=max_rows, log=lambda m, s=seed: log(f"{name} seed {s}: {m}"),
+                                **variant(ablation))
         run_dir = Path(summary["run_dir"])
         test, scores = _split_scores(run_dir / "test_scores.npz")
         runs.append(scores)

@@ -43,6 +43,19 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
     return float(gap.sum() / max(count.sum(), 1))
 
 
+def ece_noise(p: np.ndarray, bins: int = 10) -> float:
+    """The ECE a perfectly calibrated model would still show on these rows, from sampling alone.
+
+    In a bin of n rows whose labels are Bernoulli(p_i), |mean(y) - mean(p)| has expectation about
+    sqrt(2/pi) * sqrt(sum p_i (1 - p_i)) / n; summed over bins with their weights. On a few hundred
+    test rows this is itself about 0.05, so a fixed ECE bound on small months fails good students
+    on noise; the gate compares the ECE in excess of it.
+    """
+    edges = np.minimum((p * bins).astype(np.int64), bins - 1)
+    variance = np.bincount(edges, weights=p * (1 - p), minlength=bins)
+    return float(np.sqrt(2 / np.pi) * np.sqrt(variance).sum() / max(len(p), 1))
+
+
 def jsd(p: np.ndarray, q: np.ndarray) -> float:
     """Mean Jensen-Shannon divergence (base 2, in [0, 1]) between row distributions [n, K]."""
     p, q = np.clip(p, 1e-12, 1), np.clip(q, 1e-12, 1)
@@ -100,7 +113,10 @@ def fidelity(task: TaskSpec, route: str, y: np.ndarray, teacher: np.ndarray | No
                    agreement=float(((teacher >= 0.5) == (student >= 0.5)).mean()),
                    jsd=jsd(_two_class(teacher), _two_class(student)), rank_corr=rank_corr(teacher, student))
         check(gap <= tier1["max_auc_gap"], f"AUC gap {gap:.4f} > {tier1['max_auc_gap']}", fail)
-        check(calib <= tier1["max_ece"], f"ECE {calib:.4f} > {tier1['max_ece']}", fail)
+        noise = ece_noise(student[seen], thresholds.get("ece_bins", 10))
+        out["student_ece_noise"] = noise
+        check(calib - noise <= tier1["max_ece"],
+              f"ECE {calib:.4f} > {tier1['max_ece']} + {noise:.4f} expected from {int(seen.sum())} rows alone", fail)
         check(out["agreement"] >= tier2["min_agreement"], f"agreement {out['agreement']:.3f}", info)
         check(out["jsd"] <= tier2["max_jsd"], f"JSD {out['jsd']:.4f}", info)
         check(out["rank_corr"] >= tier2["min_rank_corr"], f"rank correlation {out['rank_corr']:.3f}", info)

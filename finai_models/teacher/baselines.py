@@ -99,11 +99,15 @@ def score(task: TaskSpec, booster: lgb.Booster, x: np.ndarray) -> np.ndarray:
 
 
 def train_lightgbm_baseline(settings: Settings, training_set: Path, out_dir: Path,
-                            log: Callable[[str], None] = print) -> dict[str, Any]:
-    base = dict(teacher_config(settings)["baselines"]["lightgbm"])
+                            log: Callable[[str], None] = print, max_train_rows: int | None = None) -> dict[str, Any]:
+    """Per-task LightGBM on the training rows the teacher sees (``max_train_rows`` as ``train_teacher``)."""
+    doc = teacher_config(settings)
+    base = dict(doc["baselines"]["lightgbm"])
     schema = read_schema(training_set)
     tasks = tuple(from_config(t) for t in settings.tasks)
-    parts = {p: load_split(training_set, p, schema, tasks) for p in ("train", "validation", "test")}
+    cap = max_train_rows if max_train_rows is not None else doc.get("max_train_rows")
+    parts = {p: load_split(training_set, p, schema, tasks, cap if p == "train" else None)
+             for p in ("train", "validation", "test")}
     ranking = tuple(t.name for t in settings.tasks if t.group)
     scores: dict[str, dict[str, np.ndarray]] = {"validation": {}, "test": {}}
     rounds = {}

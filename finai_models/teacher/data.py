@@ -101,7 +101,8 @@ class InputEncoder:
 
     @staticmethod
     def fit(x: np.ndarray, code_columns: np.ndarray | None = None, sample: int = 200_000,
-            seed: int = 0) -> InputEncoder:
+            seed: int = 0, quantiles: bool = True) -> InputEncoder:
+        """``quantiles=False`` z-scores every non-code column (the plain encoding, for comparison)."""
         from scipy.special import ndtri
 
         rows = np.random.default_rng(seed).choice(len(x), size=min(len(x), sample), replace=False)
@@ -119,7 +120,7 @@ class InputEncoder:
                 knots.append(np.empty(0, np.float32))
                 scores.append(np.empty(0, np.float32))
                 continue
-            q = np.quantile(col, probs) if len(col) else np.zeros(1)
+            q = np.quantile(col, probs) if len(col) and quantiles else np.zeros(1)
             values, inverse = np.unique(q, return_inverse=True)
             if len(values) < MIN_DISTINCT_KNOTS:
                 knots.append(np.empty(0, np.float32))
@@ -189,13 +190,17 @@ def read_schema(folder: Path) -> dict[str, Any]:
 
 
 def load_split(folder: Path, part: str, schema: dict[str, Any], tasks: tuple[TaskSpec, ...],
-               max_rows: int | None = None) -> TeacherData:
-    """One split of a training set (optionally its first ``max_rows`` rows) with its side tensors."""
+               max_rows: int | None = None, seed: int = 0) -> TeacherData:
+    """One split of a training set with its side tensors; with ``max_rows``, a seeded sample of that
+    many rows from every month of the split (the first rows would be the earliest months only)."""
     path = Path(folder) / f"{part}.parquet"
     if not path.is_file():
         raise FinAIError(f"training set split {part} is missing: {path}")
     file = pq.ParquetFile(path)
-    n = file.metadata.num_rows if max_rows is None else min(max_rows, file.metadata.num_rows)
+    total = file.metadata.num_rows
+    keep = np.arange(total) if max_rows is None or max_rows >= total else \
+        np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
+    n = len(keep)
     columns = schema["columns"]
     label_cols = [f"label__{t.name}" for t in tasks]
     missing = [c for c in label_cols if c not in file.schema_arrow.names]
@@ -203,22 +208,24 @@ def load_split(folder: Path, part: str, schema: dict[str, Any], tasks: tuple[Tas
         raise FinAIError(f"{path} has no label column(s) {missing}; the tasks differ from the training set's")
     x = np.empty((n, len(columns)), np.float32)
     y = {t.name: np.empty(n, np.float32) for t in tasks}
-    ids, months, at = np.empty(n, np.int64), np.empty(n, object), 0
+    ids, months, at, start = np.empty(n, np.int64), np.empty(n, object), 0, 0
     for batch in file.iter_batches(batch_size=32768, columns=["customer_id", "month", *columns, *label_cols]):
-        take = min(batch.num_rows, n - at)
-        if take <= 0:
-            break
+        rows = keep[(keep >= start) & (keep < start + batch.num_rows)] - start
+        start += batch.num_rows
+        take = len(rows)
+        if not take:
+            continue
         for j, c in enumerate(columns):
-            x[at:at + take, j] = batch.column(c).to_numpy(zero_copy_only=False)[:take]
+            x[at:at + take, j] = batch.column(c).to_numpy(zero_copy_only=False)[rows]
         for t, c in zip(tasks, label_cols, strict=True):
-            y[t.name][at:at + take] = batch.column(c).to_numpy(zero_copy_only=False)[:take]
-        ids[at:at + take] = batch.column("customer_id").to_numpy()[:take]
-        months[at:at + take] = batch.column("month").to_numpy(zero_copy_only=False)[:take]
+            y[t.name][at:at + take] = batch.column(c).to_numpy(zero_copy_only=False)[rows]
+        ids[at:at + take] = batch.column("customer_id").to_numpy()[rows]
+        months[at:at + take] = batch.column("month").to_numpy(zero_copy_only=False)[rows]
         at += take
     side_arrays = load_side(Path(folder), part)
     side = {SEQUENCE: side_arrays.sequence, SEQUENCE_MASK: side_arrays.sequence_mask,
             DIAGRAMS: side_arrays.diagrams, DIAGRAM_MASK: side_arrays.diagram_mask}
-    side = {k: np.asarray(v[:n]) for k, v in side.items()}
+    side = {k: np.asarray(v[keep]) for k, v in side.items()}
     return TeacherData(x, y, side, ids, months)
 
 

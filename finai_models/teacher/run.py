@@ -52,6 +52,11 @@ def teacher_config(settings: Settings) -> dict[str, Any]:
         unknown = sorted(set(doc.get(section) or {}) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {unknown} in '{section}' (known: {sorted(known)})")
+    unknown = sorted(set(doc.get("inputs") or {}) - set(INPUT_OPTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown} in 'inputs' (known: {list(INPUT_OPTIONS)})")
+    if (doc.get("inputs") or {}).get("encoding", "quantile") not in ("quantile", "zscore"):
+        raise ConfigError(f"{path}: inputs.encoding must be quantile or zscore")
     return doc
 
 
@@ -65,10 +70,26 @@ def train_config(doc: dict[str, Any], **overrides: Any) -> TrainConfig:
     return TrainConfig(**{**(doc.get("train") or {}), **{k: v for k, v in overrides.items() if v is not None}})
 
 
+# Step 7's changes to the teacher, each undone alone: ``python -m benchmarks.quality --changes`` measures
+# what each one is worth (model, train and input options of ``train_teacher``'s ``overrides``).
+CHANGES: dict[str, dict[str, Any]] = {
+    "codes_as_numbers": {"embed_codes": False},
+    "zscore_inputs": {"encoding": "zscore"},
+    "input_gate": {"gate_input": "inputs"},
+    "wide_private_experts": {"task_input": 0},
+    "unscaled_losses": {"normalize_losses": False, "uncertainty_lr": 0.002},
+    "six_epochs": {"epochs": 6, "patience": 6},
+}
+INPUT_OPTIONS = ("encoding", "embed_codes")
+
+
 def variant(name: str) -> dict[str, Any]:
-    """An ablation variant: ``full``, ``no_<expert>``, ``sigmoid_gate``, ``adatt``, ``grad_surgery``."""
+    """An ablation variant: ``full``, ``no_<expert>``, ``sigmoid_gate``, ``adatt``, ``grad_surgery``, or
+    one of ``CHANGES`` (``{"overrides": ...}``)."""
     if name == "full":
         return {}
+    if name in CHANGES:
+        return {"overrides": CHANGES[name]}
     if name.startswith("no_") and name[3:] in EXPERTS:
         return {"without": name[3:]}
     if name == "sigmoid_gate":
@@ -76,14 +97,14 @@ def variant(name: str) -> dict[str, Any]:
     if name in ("adatt", "grad_surgery"):
         return {name: True}
     raise ConfigError(f"unknown ablation variant {name!r}; use full, no_<expert> ({', '.join(EXPERTS)}), "
-                      "sigmoid_gate, adatt or grad_surgery")
+                      f"sigmoid_gate, adatt, grad_surgery or one of {sorted(CHANGES)}")
 
 
 def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, architecture: str = "ple",
                   gate: str | None = None, without: str | None = None, adatt: bool | None = None,
                   grad_surgery: bool | None = None, epochs: int | None = None, max_train_rows: int | None = None,
                   max_batches: int | None = None, device: str | None = None, seed: int | None = None,
-                  log: Log = print,
+                  overrides: dict[str, Any] | None = None, log: Log = print,
                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
                   on_batch: Callable[[int, int, float], None] | None = None,
                   cluster: Cluster = SINGLE_PROCESS) -> dict[str, Any] | None:
@@ -94,9 +115,12 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     doc = teacher_config(settings)
     schema = read_schema(training_set)
     tasks = ModelSpec.from_feature_schema(schema, settings).tasks
-    mcfg = model_config(doc, architecture=architecture, gate=gate)
+    over = dict(overrides or {})
+    inputs = {**(doc.get("inputs") or {}), **{k: over.pop(k) for k in INPUT_OPTIONS if k in over}}
+    model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    mcfg = model_config(doc, architecture=architecture, gate=gate, **{k: v for k, v in over.items() if k in model_keys})
     tcfg = train_config(doc, epochs=epochs, adatt=adatt, grad_surgery=grad_surgery, max_batches=max_batches,
-                        device=device, seed=seed)
+                        device=device, seed=seed, **{k: v for k, v in over.items() if k not in model_keys})
     max_rows = max_train_rows if max_train_rows is not None else doc.get("max_train_rows")
 
     train = load_split(training_set, "train", schema, tasks, max_rows)
@@ -104,16 +128,17 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     test = load_split(training_set, "test", schema, tasks)
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         validate(part, tasks, f"training set {name}")
-    codes = [schema["columns"].index(c) for c in code_columns(schema)]
-    encoder = InputEncoder.fit(train.x, np.asarray(codes, np.int64), seed=tcfg.seed)
+    codes = [schema["columns"].index(c) for c in code_columns(schema)] if inputs.get("embed_codes", True) else []
+    encoder = InputEncoder.fit(train.x, np.asarray(codes, np.int64), seed=tcfg.seed,
+                               quantiles=inputs.get("encoding", "quantile") == "quantile")
     for part in (train, validation, test):
         encoder.transform_(part.x)
-    spec = ModelSpec.from_feature_schema(schema, settings, code_max=encoder.code_max)
+    spec = ModelSpec.from_feature_schema(schema, settings, code_max=encoder.code_max if codes else None)
     if without:
         spec = spec.without(without)
     identity = {"training_set": schema["version"], "signature": spec.signature(), "model": dataclasses.asdict(mcfg),
                 "train": {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("epochs", "device")},
-                "max_rows": max_rows, "encoder": "quantile-v1"}
+                "max_rows": max_rows, "inputs": inputs}
     run_dir = Path(out_root) / fingerprint(identity)
     log(f"{architecture} run {run_dir.name}: {len(spec.experts)} experts, {len(spec.tasks)} tasks, "
         f"{len(spec.codes.vocabularies)} code vocabularies embedded")

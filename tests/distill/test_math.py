@@ -220,3 +220,14 @@ def test_screening_keeps_the_columns_that_explain_the_target():
     assert screen_features(x, logits[:, 0], 1, max_rows=1000).tolist() == [150]
     assert 7 not in screen_features(x, logits, 199)
     assert screen_features(x, logits, 500).tolist() == list(range(200))
+
+
+def test_ece_noise_is_what_a_calibrated_model_shows_on_few_rows():
+    from finai_models.distill.fidelity import ece, ece_noise
+
+    rng = np.random.default_rng(0)
+    p = rng.beta(2, 6, 550)
+    observed = [ece((rng.random(550) < p).astype(float), p) for _ in range(300)]   # perfectly calibrated
+    assert np.mean(observed) == pytest.approx(ece_noise(p), rel=0.25)
+    assert np.mean(observed) > 0.03                          # why a fixed 0.05 bound fails good students
+    assert ece_noise(np.repeat(p, 400)) == pytest.approx(ece_noise(p) / 20)   # 1/sqrt(n): negligible on large months
