@@ -145,9 +145,10 @@ def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0,
 
 @pytest.fixture
 def tiny_env(tmp_path: Path, config_copy: Path, monkeypatch) -> Settings:
-    """An isolated work directory with the tiny training set and a 6-epoch, small-batch teacher config."""
+    """An isolated work directory with the tiny training set and a 6-epoch, small-batch teacher config
+    (patience 6: no early stop, so epoch counts are exact; early stopping has its own tests)."""
     teacher = yaml.safe_load((config_copy / "teacher.yaml").read_text())
-    teacher["train"].update(epochs=6, batch_size=128, eval_rows=600)
+    teacher["train"].update(epochs=6, patience=6, batch_size=128, eval_rows=600)   # every epoch runs
     teacher["baselines"]["lightgbm"].update(n_estimators=15, early_stopping_rounds=5)
     (config_copy / "teacher.yaml").write_text(yaml.safe_dump(teacher))
     monkeypatch.setenv("FINAI_WORKDIR", str(tmp_path / "work"))

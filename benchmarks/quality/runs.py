@@ -52,9 +52,14 @@ def neural(settings, training_set: Path, work: Path, architecture: str, seeds: i
                                "parameters": None, "gates": None}, None
     name = architecture if ablation == "full" else f"{architecture}-{ablation}"
     for seed in range(seeds):
-        summary = train_teacher(settings, training_set, work / "runs" / name, architecture=architecture,
-                                seed=seed, max_train_rows=max_rows, log=lambda m, s=seed: log(f"{name} seed {s}: {m}"),
-                                **variant(ablation))
+        done = work / "runs" / name / f"seed-{seed}-rows-{max_rows}.json"     # a finished run is read, not retrained
+        if done.is_file() and (Path(json.loads(done.read_text())["run_dir"]) / "test_scores.npz").is_file():
+            summary = json.loads((Path(json.loads(done.read_text())["run_dir"]) / "metrics.json").read_text())
+        else:
+            summary = train_teacher(settings, training_set, work / "runs" / name, architecture=architecture,
+                                    seed=seed, max_train_rows=max_rows,
+                                    log=lambda m, s=seed: log(f"{name} seed {s}: {m}"), **variant(ablation))
+            done.write_text(json.dumps({"run_dir": summary["run_dir"]}))
         run_dir = Path(summary["run_dir"])
         test, scores = _split_scores(run_dir / "test_scores.npz")
         runs.append(scores)
@@ -84,8 +89,9 @@ def distil(settings, training_set: Path, teacher_run: str, work: Path, log: Log)
     fidelity: dict[str, Any] = {}
     for task in cfg.tasks:
         out = work / "distill" / "students" / Path(teacher_run).name / task.name
-        with contextlib.redirect_stdout(io.StringIO()):
-            train_student(cfg, task.name, inputs, out, log=lambda _: None)
+        if not (out / "student.json").is_file():
+            with contextlib.redirect_stdout(io.StringIO()):
+                train_student(cfg, task.name, inputs, out, log=lambda _: None)
         result = evaluate_student(cfg, task.name, out, inputs)
         fidelity[task.name] = result.to_dict()
         student = Student.load(out)

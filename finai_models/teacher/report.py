@@ -102,6 +102,7 @@ def materialization_metadata(summary: Mapping[str, Any]) -> dict[str, Any]:
         "test_metrics": {**md, "raw_value": metrics_table(test["tasks"])},
         "training_curves": {**md, "raw_value": history_plot(summary["history"])},
         "epoch_history": {"raw_value": summary["history"], "type": "json"},
+        "task_best_epoch": {"raw_value": summary.get("task_best") or {}, "type": "json"},
         "expert_input_nonzero": {"raw_value": summary["expert_input_nonzero"], "type": "json"},
     }
     if "gates" in summary:

@@ -39,6 +39,14 @@ def schema():
                       "log_columns": [], "normalizer": normalizer, "codes": code_vocabularies(normalizer)}
 
 
+def _spec(settings, doc, largest: int) -> tuple[ModelSpec, dict[str, int]]:
+    """The spec with every declared code column embedded, its largest training index ``largest``."""
+    index = {c: j for j, c in enumerate(doc["columns"])}
+    code_max = np.full(len(doc["columns"]), -1)
+    code_max[[index[c] for c in code_columns(doc)]] = largest
+    return ModelSpec.from_feature_schema(doc, settings, code_max=code_max), index
+
+
 def test_lag_slots_share_one_vocabulary_and_other_codes_have_their_own():
     assert code_vocabulary("lag_001_mcc") == code_vocabulary("lag_200_mcc") == "lag_mcc"
     assert code_vocabulary("lag_017_hour") == "lag_hour"
@@ -48,10 +56,7 @@ def test_lag_slots_share_one_vocabulary_and_other_codes_have_their_own():
 def test_every_code_column_reaches_an_embedding_routed_with_its_group(schema):
     settings, doc = schema
     codes = code_columns(doc)
-    index = {c: j for j, c in enumerate(doc["columns"])}
-    code_max = np.full(len(doc["columns"]), -1)
-    code_max[[index[c] for c in codes]] = 30
-    spec = ModelSpec.from_feature_schema(doc, settings, code_max=code_max)
+    spec, _ = _spec(settings, doc, 30)
     embedded = {doc["columns"][j] for v in spec.codes.vocabularies for j in v.columns}
     assert embedded == set(codes)                                    # none left out
     assert {v.name for v in spec.codes.vocabularies} == set(codes.values())
@@ -70,11 +75,7 @@ def test_every_code_column_reaches_an_embedding_routed_with_its_group(schema):
 
 def test_a_code_changes_the_output_only_through_its_embedding(schema):
     settings, doc = schema
-    index = {c: j for j, c in enumerate(doc["columns"])}
-    code_max = np.full(len(doc["columns"]), -1)
-    for c in code_columns(doc):
-        code_max[index[c]] = 30
-    spec = ModelSpec.from_feature_schema(doc, settings, code_max=code_max)
+    spec, index = _spec(settings, doc, 30)
     layer = InputLayer(spec.n_features, spec.codes).eval()
     x = torch.zeros(4, spec.n_features)
     x[:, index["segment_code"]] = torch.tensor([1.0, 2.0, 1.0, 3.0])
@@ -104,11 +105,7 @@ def test_encoder_clips_unseen_codes_to_the_unknown_index():
 
 def test_models_train_with_embedded_codes(schema):
     settings, doc = schema
-    index = {c: j for j, c in enumerate(doc["columns"])}
-    code_max = np.full(len(doc["columns"]), -1)
-    for c in code_columns(doc):
-        code_max[index[c]] = 5
-    spec = ModelSpec.from_feature_schema(doc, settings, code_max=code_max)
+    spec, index = _spec(settings, doc, 5)
     x = torch.randn(8, spec.n_features)
     for c in code_columns(doc):
         x[:, index[c]] = torch.randint(0, 6, (8,)).float()
