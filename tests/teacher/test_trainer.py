@@ -214,6 +214,7 @@ def test_adatt_and_grad_surgery_are_wired(tmp_path):
     plain = _trainer(tmp_path / "plain", **common)
     plain.fit(train, val, log=_quiet)
     adatt = _trainer(tmp_path / "adatt", adatt=True, **common)
+    adatt.adatt.threshold = -1.0       # transfer whatever the (random-data) affinities' sign: this tests the wiring
     adatt.fit(train, val, log=_quiet)
     surgery = _trainer(tmp_path / "surgery", grad_surgery=True, **common)
     surgery.fit(train, val, log=_quiet)
