@@ -58,8 +58,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
     p.add_argument("--changes", action="store_true",
-                   help="instead: LightGBM, the PLE and the PLE with each of Step 7's changes undone "
-                        "(teacher.run.CHANGES), against LightGBM (writes quality_changes.json/.md)")
+                   help="instead: the PLE and the PLE with each of Step 7's changes undone "
+                        "(teacher.run.CHANGES), against the PLE (writes quality_changes.json/.md)")
     p.add_argument("--ablation", action="store_true",
                    help="instead: the PLE and each variant of configs/teacher.yaml ablation.variants, against the "
                         "full PLE (writes quality_ablation.json/.md)")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.changes:
         from finai_models.teacher.run import CHANGES
 
-        models = ["lightgbm", "ple", *(f"ple-{c}" for c in CHANGES)]
+        models = ["ple", *(f"ple-{c}" for c in CHANGES)]
         args.name = args.name if args.name != "quality" else "quality_changes"
     elif args.ablation:
         from finai_models.config import load_settings

@@ -32,7 +32,8 @@ METRIC = {"binary": "auc", "multiclass": "multi_logloss", "regression": "l1"}
 
 
 def _params(task: TaskSpec, base: dict[str, Any], seed: int) -> dict[str, Any]:
-    params = {k: v for k, v in base.items() if k not in ("n_estimators", "early_stopping_rounds")}
+    params = {k: v for k, v in base.items() if k not in ("n_estimators", "early_stopping_rounds", "search",
+                                                          "search_max_classes")}
     params.update(objective=OBJECTIVE[task.kind], metric=METRIC[task.kind], seed=seed, verbose=-1, max_bin=63)
     if task.kind == "multiclass":
         params["num_class"] = task.classes
@@ -70,10 +71,13 @@ def fit_task(task: TaskSpec, data: BinnedData, y: np.ndarray, y_val: np.ndarray,
                      valid_sets=[BinnedData.rows(data.valid, y_val)], callbacks=[stop])
 
 
-def candidates(base: dict[str, Any]) -> list[dict[str, Any]]:
-    """The base parameters, once per combination of the ``search`` grid (the base alone without one)."""
+def candidates(base: dict[str, Any], task: TaskSpec | None = None) -> list[dict[str, Any]]:
+    """The base parameters, once per combination of the ``search`` grid (the base alone without one, or
+    for a task with more than ``search_max_classes`` classes: 50-class trees cost 50x a binary task's)."""
     grid = base.get("search") or {}
-    plain = {k: v for k, v in base.items() if k != "search"}
+    if task is not None and task.kind == "multiclass" and task.classes > int(base.get("search_max_classes", 1 << 30)):
+        grid = {}
+    plain = {k: v for k, v in base.items() if k not in ("search", "search_max_classes")}
     out = [plain]
     for key, values in grid.items():
         out = [{**c, key: v} for c in out for v in values]
@@ -86,7 +90,7 @@ def fit_searched(task: TaskSpec, data: BinnedData, y: np.ndarray, y_val: np.ndar
     primary metric (the test months are never looked at). Returns it, its parameters and score."""
     best: tuple[lgb.Booster, dict[str, Any], float] | None = None
     seen = ~np.isnan(y_val)
-    for params in candidates(base):
+    for params in candidates(base, task):
         booster = fit_task(task, data, y, y_val, params, seed)
         value = primary(task, task_metrics(task, y_val[seen], score(task, booster, data.valid_x[seen])))
         if best is None or (np.isfinite(value) and not value <= best[2]):
@@ -118,7 +122,7 @@ def train_lightgbm_baseline(settings: Settings, training_set: Path, out_dir: Pat
         booster, params, _ = fit_searched(task, binned, parts["train"].y[task.name],
                                           parts["validation"].y[task.name], base)
         rounds[task.name] = booster.best_iteration
-        chosen[task.name] = {k: params[k] for k in (base.get("search") or {})}
+        chosen[task.name] = {k: params[k] for k in (base.get("search") or {}) if k in params}
         for p in scores:
             scores[p][task.name] = score(task, booster, parts[p].x)
         log(f"lightgbm {task.name}: {booster.best_iteration} rounds, {time.perf_counter() - started:.0f} s")

@@ -77,3 +77,18 @@ def test_gate_spread_is_zero_for_identical_gates_and_positive_otherwise():
     apart = {"experts": ["x", "y"], "mean_weight": {"a": {"x": 0.9, "y": 0.1}, "b": {"x": 0.2, "y": 0.8}}}
     assert gate_spread(same) == 0.0
     assert math.isclose(gate_spread(apart), 1.4)
+
+
+def test_search_grid_and_its_class_limit():
+    from finai_models.teacher.baselines import candidates
+    from finai_models.teacher.tasks import TaskSpec
+
+    base = {"num_leaves": 31, "learning_rate": 0.05, "search": {"num_leaves": [15, 63], "min_child_samples": [20, 200]},
+            "search_max_classes": 10}
+    grid = candidates(base, TaskSpec("b", "binary"))
+    assert len(grid) == 4 and {(c["num_leaves"], c["min_child_samples"]) for c in grid} == {
+        (15, 20), (15, 200), (63, 20), (63, 200)}
+    assert all("search" not in c and "search_max_classes" not in c for c in grid)
+    assert len(candidates(base, TaskSpec("m", "multiclass", classes=7))) == 4
+    (only,) = candidates(base, TaskSpec("mcc", "multiclass", classes=50))    # too many classes: the base alone
+    assert only["num_leaves"] == 31
