@@ -27,9 +27,13 @@ def block(record: dict[str, Any]) -> str:
             f"{data['rows']['validation']:,} validation and {data['rows']['test']:,} test rows), split "
             f"train {'..'.join(data['split']['train'])}, validation {'..'.join(data['split']['validation'])}, test "
             f"{'..'.join(data['split']['test'])}; neural models over seeds {record['seeds']['neural']}; 95% intervals "
-            f"from a bootstrap of test customers and seeds. The teacher against the tuned per-task LightGBM: "
-            f"{verdicts.get('win', 0)} wins, {verdicts.get('tie', 0)} ties, {verdicts.get('loss', 0)} losses "
-            "(a win only where the paired interval is wholly above zero).")
+            "from a bootstrap of test customers and seeds. ")
+    if comparison["reference"] in comparison["mean_binary_auc"]:
+        head += (f"The teacher against the tuned per-task LightGBM: {verdicts.get('win', 0)} wins, "
+                 f"{verdicts.get('tie', 0)} ties, {verdicts.get('loss', 0)} losses (a win only where the paired "
+                 "interval is wholly above zero).")
+    else:
+        head += f"This run has no {comparison['reference']} reference, so there are no paired verdicts."
     if students:
         head += (f" Students distilled from the first seed's teacher: {students['passed']} of "
                  f"{len(students['fidelity'])} within their fidelity gates.")
