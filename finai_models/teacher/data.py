@@ -90,7 +90,7 @@ class InputEncoder:
     distinct values (a flag, a small count) is z-scored instead. A code column (the feature schema's
     ``codes``) is not a number: it passes through as an integer index, clipped to the largest index
     seen in training (0 = unseen), for the model's embeddings. NaN becomes 0 (the median's score);
-    ``missing_indicators`` says which columns had NaN in training, so callers can add a 0/1 column.
+    ``PLETeacher`` adds a 0/1 "was missing" column for every training column that had NaN.
     """
 
     knots: list[np.ndarray]          # per column: increasing distinct knot values (empty: z-score or code)
@@ -154,10 +154,6 @@ class InputEncoder:
                 block[:, codes] = np.where((c < 0) | (c > self.code_max[codes]), 0, np.round(c))
             block[missing] = 0.0
         return x
-
-    def missing_indicators(self, x: np.ndarray) -> np.ndarray:
-        """Columns of ``x`` (training rows) that hold NaN."""
-        return np.flatnonzero(np.isnan(x).any(axis=0))
 
     def to_dict(self) -> dict[str, Any]:
         return {"knots": [k.tolist() for k in self.knots], "scores": [z.tolist() for z in self.scores],
