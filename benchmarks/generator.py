@@ -103,7 +103,7 @@ def run_child(customers: int, months: int) -> dict[str, Any]:
     from finai_models.data.generate import generate_synthetic
 
     settings = load_settings()
-    seed = int(settings.dataset["generator"]["seed"])
+    seed = int(settings.dataset.generator.seed)
     with tempfile.TemporaryDirectory(prefix="finai-bench-") as tmp:
         rows_per_month = customers * TXN_PER_CUSTOMER_MONTH
         t0 = time.perf_counter()

@@ -109,15 +109,15 @@ def connect(settings, memory_limit: str):
     import duckdb
 
     return duckdb.connect(str(settings.path("warehouse")),
-                          config={"memory_limit": memory_limit, "threads": settings.pipeline["warehouse"]["threads"]})
+                          config={"memory_limit": memory_limit, "threads": settings.pipeline.warehouse.threads})
 
 
 def scan_floor(con, settings) -> tuple[list[float], int]:
     """Seconds of DuckDB reading the lookback window's card transactions (one warm-up, then timed)."""
     from finai_models import months as M
 
-    schema = settings.pipeline["warehouse"]["raw_schema"]
-    first = M.first_day(M.shift(SNAPSHOT, -(int(settings.phase0["lookback_months"]) - 1)))
+    schema = settings.pipeline.warehouse.raw_schema
+    first = M.first_day(M.shift(SNAPSHOT, -(int(settings.phase0.lookback_months) - 1)))
     sql = f"SELECT count(*), sum(amount) FROM {schema}.card_transactions WHERE month BETWEEN $1 AND $2"
     params = [first, M.first_day(SNAPSHOT)]
     rows = con.execute(sql, params).fetchall()[0][0]
@@ -141,11 +141,11 @@ def run_child(customers: int, memory_limit: str | None = None) -> dict[str, Any]
 
     with tempfile.TemporaryDirectory(prefix=f"finai-bench-phase0-{customers}-") as tmp:
         settings = load_settings(workdir=tmp)
-        seed = int(settings.dataset["generator"]["seed"])
-        wh = settings.pipeline["warehouse"]
+        seed = int(settings.dataset.generator.seed)
+        wh = settings.pipeline.warehouse
         r: dict[str, Any] = {"customers": customers, "months": N_MONTHS, "start": START, "snapshot": SNAPSHOT,
-                             "seed": seed, "memory_limit": memory_limit or wh["memory_limit"],
-                             "threads": wh["threads"]}
+                             "seed": seed, "memory_limit": memory_limit or wh.memory_limit,
+                             "threads": wh.threads}
 
         log(f"  generating {customers:,} x {N_MONTHS} months ...")
         t0 = time.perf_counter()
@@ -198,7 +198,7 @@ def run_child(customers: int, memory_limit: str | None = None) -> dict[str, Any]
         r["failed_stages"] = [s["stage"] for s in stages if "error" in s]
         r["snapshot_customers"] = None if x is None else x.n
         r["snapshot_txns"] = None if x is None else len(x.txn_amount)  # the last txn_days days
-        r["txn_days"] = int(settings.phase0["txn_days"])
+        r["txn_days"] = int(settings.phase0.txn_days)
         r["feature_dims"] = widths
         r["label_rows"] = None if labels is None else labels.table.num_rows
         r["label_columns"] = None if labels is None else labels.table.num_columns - 2

@@ -45,13 +45,13 @@ def _run(args: argparse.Namespace) -> str:
         from finai_models.data.generate import generate_synthetic
 
         settings = load_settings(args.config_dir, "synthetic")
-        gen = settings.dataset["generator"]
+        gen = settings.dataset.generator
         start = args.start or settings.months[0]
         n_months = args.months if args.months is not None else M.diff(settings.months[1], start) + 1
         out = args.out or settings.raw_dir
         manifest = generate_synthetic(
-            settings, out, args.customers if args.customers is not None else gen["customers"], n_months,
-            args.seed if args.seed is not None else gen["seed"], start=start, overwrite=args.overwrite,
+            settings, out, args.customers if args.customers is not None else gen.customers, n_months,
+            args.seed if args.seed is not None else gen.seed, start=start, overwrite=args.overwrite,
             progress=not args.quiet)
     else:
         from finai_models.data.santander import convert_santander

@@ -94,7 +94,7 @@ def _spend_by_month(con):
 
 def test_acquisitions_are_announced_in_past_spending(settings, con):
     """The intent to buy shows in the MCC mix before the purchase: a sequence-only signal."""
-    gen = settings.dataset["generator"]
+    gen = settings.dataset.generator.model_dump()
     l2_index = {n: i for i, n in enumerate(settings.mcc.l2_names)}
     deltas = {True: [], False: []}
     for group, signal in gen["intent_signals"].items():

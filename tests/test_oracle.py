@@ -134,7 +134,7 @@ def test_generator_oracle_shapes_and_ranges(settings, oracle):
     assert list(oracle.tasks) == [t.name for t in settings.tasks] and len(oracle.tasks) == 13
     n = len(oracle.customer_ids)
     assert 0.8 * CUSTOMERS < n <= CUSTOMERS and (np.diff(oracle.customer_ids) > 0).all()
-    assert len(oracle.vocab) == settings.phase0["mcc_vocab_size"]
+    assert len(oracle.vocab) == settings.phase0.mcc_vocab_size
     for task in settings.tasks:
         t = oracle.tasks[task.name]
         assert t.realised.shape == (n,)
@@ -161,7 +161,7 @@ def test_realised_labels_are_the_pipelines_labels_of_simulate(settings, oracle):
     """The realised future is simulate()'s own: compute_labels over its full raw tables agrees."""
     start, end = settings.months
     index = M.diff(MONTH, start)
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     con = duckdb.connect()
     con.execute(f"CREATE SCHEMA {schema}")
     horizon = max(t.window[1] for t in settings.tasks)

@@ -77,8 +77,8 @@ def test_raw_month_twice_leaves_the_same_rows(settings, instance):
 def planted(tmp_path):
     """A private work directory with its own raw dataset, ready to be tampered with."""
     s = load_settings(workdir=tmp_path)
-    gen = s.dataset["generator"]
-    generate_synthetic(s, s.raw_dir, 300, 4, seed=gen["seed"], progress=False)
+    gen = s.dataset.generator
+    generate_synthetic(s, s.raw_dir, 300, 4, seed=gen.seed, progress=False)
     resources = {"finai": FinAIConfig(workdir=str(tmp_path)), "raw_source": RawSource(),
                  "warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))}
     return s, resources

@@ -11,6 +11,7 @@ month); a finished training set is reused, so a second run only trains.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -33,8 +34,8 @@ LABEL_SCHEMA = "phase0"
 def benchmark_settings(workdir: Path, rows_per_month: int) -> Settings:
     """The committed configs with the work directory and the training set's rows per month replaced."""
     settings = load_settings(workdir=workdir)
-    settings.pipeline["training_set"]["max_rows_per_month"] = int(rows_per_month)
-    return settings
+    limits = settings.pipeline.training_set.model_copy(update={"max_rows_per_month": int(rows_per_month)})
+    return dataclasses.replace(settings, pipeline=settings.pipeline.model_copy(update={"training_set": limits}))
 
 
 def prepare(workdir: Path, customers: int, rows_per_month: int, seed: int, log=print) -> tuple[Settings, Path, dict]:
@@ -57,8 +58,8 @@ def prepare(workdir: Path, customers: int, rows_per_month: int, seed: int, log=p
     timings: dict[str, float] = {"generate": time.perf_counter() - started}
     settings.path("warehouse").parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(settings.path("warehouse")))
-    con.execute(f"SET memory_limit = '{settings.pipeline['warehouse']['memory_limit']}'")
-    con.execute(f"SET threads = {int(settings.pipeline['warehouse']['threads'])}")
+    con.execute(f"SET memory_limit = '{settings.pipeline.warehouse.memory_limit}'")
+    con.execute(f"SET threads = {int(settings.pipeline.warehouse.threads)}")
     try:
         t0 = time.perf_counter()
         load_dataset(con, settings)

@@ -28,7 +28,7 @@ class FinAIConfig(dg.ConfigurableResource):
         """The same settings for a subprocess (the training service reads the environment)."""
         s = self.load()
         return {**os.environ, "FINAI_CONFIG_DIR": str(s.config_dir), "FINAI_WORKDIR": str(s.workdir),
-                "FINAI_DATASET": self.dataset or os.environ.get("FINAI_DATASET") or s.pipeline["dataset"]}
+                "FINAI_DATASET": self.dataset or os.environ.get("FINAI_DATASET") or s.pipeline.dataset}
 
 
 class BundleStore(dg.ConfigurableResource):
@@ -136,7 +136,7 @@ def pipes_client() -> dg.PipesSubprocessClient:
 
 def _local() -> dict:
     s = settings()
-    wh = s.pipeline["warehouse"]
+    wh = s.pipeline.warehouse
     s.workdir.mkdir(parents=True, exist_ok=True)
     return {
         "finai": FinAIConfig(),
@@ -145,7 +145,7 @@ def _local() -> dict:
         "raw_source": raw_source(),
         "warehouse": DuckDBResource(
             database=str(s.path("warehouse")),
-            connection_config={"memory_limit": wh["memory_limit"], "threads": wh["threads"]},
+            connection_config={"memory_limit": wh.memory_limit, "threads": wh.threads},
         ),
     }
 

@@ -18,7 +18,7 @@ from finai_models.progress import progress_bar
 
 def synthetic_identity(settings: Settings, customers: int, n_months: int, seed: int, start: str) -> dict[str, Any]:
     """What defines a synthetic dataset: same identity, same bytes."""
-    config = {"generator": settings.dataset["generator"], "products": settings.products,
+    config = {"generator": settings.dataset.generator.model_dump(), "products": settings.products,
               "mcc": settings.mcc.codes}
     return {"source": "synthetic", "customers": customers, "months": n_months, "seed": seed, "start": start,
             "config": fingerprint(config)}

@@ -214,7 +214,7 @@ class _Warehouse:
 
     def __init__(self, settings: Settings, vocab: list[int] | None = None):
         self.settings, self.vocab = settings, vocab
-        self.schema = settings.pipeline["warehouse"]["raw_schema"]
+        self.schema = settings.pipeline.warehouse.raw_schema
         self.products = [product_column(p) for p in settings.products]
         self.con = duckdb.connect()
         self.con.execute("SET threads = 1")    # sums in one order: the same seed gives the same labels
@@ -266,7 +266,7 @@ def _copy_state(panel: Panel) -> Panel:
 
 
 def _check_request(settings: Settings, customers: int, month: str, replicates: int) -> tuple[str, int]:
-    if settings.dataset.get("source") != "synthetic" or "generator" not in settings.dataset:
+    if settings.dataset.source != "synthetic" or settings.dataset.generator is None:
         raise FinAIError(f"generator_oracle: dataset {settings.dataset_name!r} is not synthetic; "
                          "only the synthetic generator's hidden state gives an oracle")
     if isinstance(customers, bool) or not isinstance(customers, int | np.integer) or customers < 1:
@@ -316,7 +316,7 @@ def generator_oracle(settings: Settings, customers: int, month: str, replicates:
                     house.insert("card_transactions", tables.transactions)
             if k == index:
                 state = _copy_state(panel)
-                house.vocab = vocab if vocab is not None else house.fit_vocab(month, settings.phase0["mcc_vocab_size"])
+                house.vocab = vocab if vocab is not None else house.fit_vocab(month, settings.phase0.mcc_vocab_size)
             bar.update(1)
     ids, realised = house.labels(month)
     house.forget_after(month)

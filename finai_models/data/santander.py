@@ -37,8 +37,8 @@ def _first_bad(con: duckdb.DuckDBPyConnection, column: str, ok: str, allow_blank
 
 def _validate(con: duckdb.DuckDBPyConnection, csv: Path, settings: Settings) -> None:
     header = [c for c in con.sql("SELECT * FROM src LIMIT 0").columns if c != "line"]
-    cfg = settings.dataset["santander"]
-    required = list(cfg["required_columns"]) + list(settings.product_columns)
+    cfg = settings.dataset.santander
+    required = list(cfg.required_columns) + list(settings.product_columns)
     missing = [c for c in required if c not in header]
     if missing:
         raise DataError(f"santander CSV {csv}: missing column(s) {', '.join(repr(c) for c in missing)}")
@@ -66,9 +66,9 @@ def convert_santander(settings: Settings, csv: Path, out: Path, overwrite: bool 
     csv = Path(csv)
     if not csv.is_file():
         raise DataError(f"santander CSV {csv}: file not found")
-    cfg = settings.dataset["santander"]
+    cfg = settings.dataset.santander
     identity = {"source": "santander_csv", "csv_sha256": file_sha256(csv),
-                "config": fingerprint({k: cfg[k] for k in ("gender_map", "segment_map")})}
+                "config": fingerprint({"gender_map": cfg.gender_map, "segment_map": cfg.segment_map})}
     writer = DatasetWriter(Path(out), identity)
     if not overwrite and (existing := writer.existing()) is not None:
         return existing
@@ -86,12 +86,12 @@ def convert_santander(settings: Settings, csv: Path, out: Path, overwrite: bool 
         flags = ", ".join(
             f"coalesce(try_cast(trim({col}) AS INTEGER), 0) = 1 AS {product_column(name)}"
             for name, col in zip(products, settings.product_columns, strict=True))
-        segment = _sql_map("segmento", {k: v for k, v in cfg["segment_map"].items() if v in SEGMENTS}, "UNKNOWN")
+        segment = _sql_map("segmento", {k: v for k, v in cfg.segment_map.items() if v in SEGMENTS}, "UNKNOWN")
         con.sql(f"""CREATE TEMP TABLE typed AS
             SELECT try_cast(trim(ncodpers) AS BIGINT) AS customer_id,
                    date_trunc('month', strptime(trim(fecha_dato), '%Y-%m-%d'))::DATE AS month,
                    try_cast(trim(age) AS INTEGER) AS age,
-                   {_sql_map('sexo', cfg['gender_map'], 'U')} AS gender,
+                   {_sql_map('sexo', cfg.gender_map, 'U')} AS gender,
                    coalesce(nullif(trim(nomprov), ''), 'UNKNOWN') AS region,
                    coalesce(nullif(trim(canal_entrada), ''), 'UNKNOWN') AS channel,
                    coalesce(try_strptime(trim(fecha_alta), '%Y-%m-%d')::DATE,

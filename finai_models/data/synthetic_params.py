@@ -50,7 +50,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def build_params(settings: Settings) -> GeneratorParams:
-    gen = settings.dataset["generator"]
+    gen = settings.dataset.generator.model_dump()
     personas = list(gen["personas"].values())
     names = list(gen["personas"])
     mcc = settings.mcc

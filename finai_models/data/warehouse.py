@@ -85,7 +85,7 @@ def load_dataset(con: duckdb.DuckDBPyConnection, settings, months: list[str] | N
     from finai_models.data.store import month_file, require_manifest
 
     manifest = require_manifest(settings.raw_dir)
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     expected = schemas(settings.products)
     rows = dict.fromkeys(TABLES, 0)
     for month in months or manifest["months"]:

@@ -117,7 +117,7 @@ def loaded_months(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, set[
 
 def require_months(con: duckdb.DuckDBPyConnection, settings: Settings, months: list[str], why: str) -> None:
     """Fail naming the raw months (within the dataset's range) that the warehouse lacks."""
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     first, last = settings.months
     wanted = [m for m in months if first <= m <= last]
     missing = []
@@ -132,7 +132,7 @@ def require_months(con: duckdb.DuckDBPyConnection, settings: Settings, months: l
 
 def month_customers(con: duckdb.DuckDBPyConnection, settings: Settings, month: str) -> np.ndarray:
     """Ids of the customers present at ``month``, ascending."""
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     rows = con.execute(f"SELECT customer_id FROM {schema}.monthly_snapshots WHERE month = ? ORDER BY 1",
                        [M.first_day(month)]).fetchnumpy()
     return np.asarray(rows["customer_id"], np.int64)
@@ -141,13 +141,13 @@ def month_customers(con: duckdb.DuckDBPyConnection, settings: Settings, month: s
 def build_month_inputs(con: duckdb.DuckDBPyConnection, settings: Settings, month: str,
                        customers: np.ndarray | None = None) -> MonthInputs:
     """Inputs of month t for every present customer, or only for ``customers`` (a fitting sample)."""
-    schema = settings.pipeline["warehouse"]["raw_schema"]
-    lookback = settings.phase0["lookback_months"]
+    schema = settings.pipeline.warehouse.raw_schema
+    lookback = settings.phase0.lookback_months
     require_months(con, settings, M.month_range(M.shift(month, -(lookback - 1)), month), f"Phase 0 of {month}")
     first = M.first_day(M.shift(month, -(lookback - 1)))
     t = M.first_day(month)
     end = month_end(month)
-    txn_start = end - dt.timedelta(days=settings.phase0["txn_days"])
+    txn_start = end - dt.timedelta(days=settings.phase0.txn_days)
     register_mcc_table(con, settings)
     only = ""
     if customers is not None:

@@ -48,7 +48,7 @@ def _nba_case(settings: Settings, bit: str) -> str:
 
 def label_sql(settings: Settings, tasks: tuple[Task, ...], month: str, vocab: list[int]) -> str:
     """One SELECT producing every label for the customers present at ``month``."""
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     by_name = {t.name: t for t in tasks}
     mask = " + ".join(f"({product_column(p)}::BIGINT << {k})" for k, p in enumerate(settings.products))
     t = f"DATE '{M.first_day(month)}'"
@@ -139,7 +139,7 @@ def compute_labels(con: duckdb.DuckDBPyConnection, settings: Settings, month: st
                    tasks: tuple[Task, ...] | None = None) -> LabelResult:
     """Labels of every customer present at ``month``; unobservable windows become nulls."""
     tasks = tasks or settings.tasks
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     register_mcc_table(con, settings)
     available = _available_months(con, schema)
     horizon = max(t.window[1] for t in tasks)

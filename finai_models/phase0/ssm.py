@@ -27,7 +27,7 @@ TORCH_THREADS = 2
 def torch_session(seed: int, threads: int = TORCH_THREADS) -> Iterator[None]:
     """Seed torch's RNG and fix its thread count for a block, restoring both afterwards.
 
-    Fitting seeds everything from ``settings.phase0["seed"]`` and fixes the thread count, so a
+    Fitting seeds everything from ``settings.phase0.seed`` and fixes the thread count, so a
     refit on the same months reproduces the same weights without disturbing other callers.
     """
     previous = torch.get_num_threads()

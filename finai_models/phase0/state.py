@@ -56,7 +56,7 @@ def state_root(settings: Settings) -> Path:
 def default_fit_months(settings: Settings) -> list[str]:
     first, last = settings.split["train"]
     months = M.month_range(first, last)
-    return months[-int(settings.phase0["fit_months"]):]
+    return months[-int(settings.phase0.fit_months):]
 
 
 def fit_state(con: duckdb.DuckDBPyConnection, settings: Settings, months: list[str] | None = None,
@@ -67,14 +67,14 @@ def fit_state(con: duckdb.DuckDBPyConnection, settings: Settings, months: list[s
     missing = [m for m in months if m not in raw["months"]]
     if missing:
         raise FinAIError(f"cannot fit Phase 0 on months missing from the raw dataset: {', '.join(missing)}")
-    rng = np.random.default_rng(int(settings.phase0["seed"]))
-    limit = int(settings.phase0["fit_sample_customers"])
+    rng = np.random.default_rng(int(settings.phase0.seed))
+    limit = int(settings.phase0.fit_sample_customers)
     train = []
     for month in months:  # sample in SQL: fitting cost does not grow with the number of customers
         ids = month_customers(con, settings, month)
         sample = np.sort(rng.choice(ids, size=min(limit, len(ids)), replace=False))
         train.append(build_month_inputs(con, settings, month, customers=sample))
-    vocab = fit_mcc_vocab(con, settings, int(settings.phase0["mcc_vocab_size"]))
+    vocab = fit_mcc_vocab(con, settings, int(settings.phase0.mcc_vocab_size))
     groups = build_groups(settings)
     timings = {}
     for group in groups:

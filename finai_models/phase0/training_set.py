@@ -70,7 +70,7 @@ def read_month(con: duckdb.DuckDBPyConnection, settings: Settings, month: str, m
             raise FinAIError(f"feature group {group.name} month {month} has other customers than "
                              f"{settings.feature_groups[0].name}")
         blocks.append(np.stack([c.to_numpy() for c in table.columns[2:]], axis=1))
-    rng = np.random.default_rng([int(settings.phase0["seed"]), M.diff(month, "2000-01")])
+    rng = np.random.default_rng([int(settings.phase0.seed), M.diff(month, "2000-01")])
     rows = np.sort(rng.choice(len(ids), size=min(len(ids), max_rows), replace=False))
     label_rows = con.execute(f"SELECT * FROM {label_table} WHERE month = ? ORDER BY customer_id",
                              [M.first_day(month)]).fetchnumpy()
@@ -97,7 +97,7 @@ def expert_routing(settings: Settings, ranges: list[dict[str, Any]], columns: li
 
 def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state_version: str,
                        log=print) -> tuple[Path, dict[str, Any]]:
-    max_rows = int(settings.pipeline["training_set"]["max_rows_per_month"])
+    max_rows = int(settings.pipeline.training_set.max_rows_per_month)
     months = split_months(settings)
     columns, ranges = feature_columns(settings, months["train"][0])
     identity = {"state": state_version, "split": settings.split, "groups": ranges, "max_rows": max_rows, "side": 1}

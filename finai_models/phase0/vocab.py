@@ -10,7 +10,7 @@ from finai_models.config import Settings
 
 def fit_mcc_vocab(con: duckdb.DuckDBPyConnection, settings: Settings, size: int) -> list[int]:
     """The ``size`` most frequent MCC codes of the training months, most frequent first."""
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     first, last = settings.split["train"]
     rows = con.execute(f"""
         SELECT mcc FROM {schema}.card_transactions WHERE month BETWEEN $1 AND $2

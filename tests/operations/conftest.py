@@ -113,7 +113,7 @@ def world(tmp_path_factory) -> World:
             for table in TABLES:
                 expected = schemas(s.products)[table]
                 for month in M.month_range(*HISTORY):
-                    load_month(con, s.pipeline["warehouse"]["raw_schema"], table, month_file(s.raw_dir, table, month),
+                    load_month(con, s.pipeline.warehouse.raw_schema, table, month_file(s.raw_dir, table, month),
                                month, expected)
         from finai_assets.definitions import defs
 

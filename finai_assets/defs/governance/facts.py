@@ -118,7 +118,7 @@ def lineage_facts(s: Settings, month: str, instance: dg.DagsterInstance, keys: l
             raw_files.append({"table": table, "month": month, "path": str(path), "sha256": file_sha256(path),
                               "rows": (manifest.get("rows", {}).get(table, {}) or {}).get(month)})
     training = s.path("artifacts") / "training_set" / "CURRENT"
-    return {"dataset": {"name": s.dataset["name"], "source": s.dataset["source"],
+    return {"dataset": {"name": s.dataset.name, "source": s.dataset.source,
                         "fingerprint": manifest.get("fingerprint", "unknown")},
             "raw_files": raw_files, "phase0_state": current_version(s),
             "training_set": training.read_text().strip() if training.is_file() else "none",

@@ -53,13 +53,13 @@ def labels_not_in_features(context: dg.AssetCheckExecutionContext, finai: FinAIC
         blocks.append(np.stack([c.to_numpy() for c in part.columns], axis=1))
     features = np.concatenate(blocks, axis=1)
     rng = np.random.default_rng(0)
-    rows = rng.choice(len(ids), size=min(len(ids), s.pipeline["leakage"]["scan_rows"]), replace=False)
+    rows = rng.choice(len(ids), size=min(len(ids), s.pipeline.leakage.scan_rows), replace=False)
     label_values = {t.name: table[t.name].to_numpy(zero_copy_only=False).astype(float)[rows] for t in s.tasks}
     observable = [t for t in s.tasks if not np.isnan(label_values[t.name]).all()]
     findings = label_named_columns(columns, s.tasks)
     findings += label_correlation_findings(features[rows], columns, label_values, observable,
-                                           s.pipeline["leakage"]["max_abs_corr"],
-                                           s.pipeline["leakage"]["max_single_feature_auc"])
+                                           s.pipeline.leakage.max_abs_corr,
+                                           s.pipeline.leakage.max_single_feature_auc)
     return dg.AssetCheckResult(
         passed=not findings,
         description="; ".join(findings[:5]) or f"{len(columns)} columns clean against {len(observable)} labels",

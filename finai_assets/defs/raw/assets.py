@@ -31,14 +31,14 @@ def raw_dataset(
     """
     s = finai.load()
     ds = s.dataset
-    if ds["source"] == "synthetic":
-        gen = ds["generator"]
+    if ds.source == "synthetic":
+        gen = ds.generator
         start, end = s.months
         manifest = generate_synthetic(
-            s, s.raw_dir, config.customers or gen["customers"], M.diff(end, start) + 1,
-            config.seed or gen["seed"], start=start, overwrite=config.overwrite, progress=False)
+            s, s.raw_dir, config.customers or gen.customers, M.diff(end, start) + 1,
+            config.seed or gen.seed, start=start, overwrite=config.overwrite, progress=False)
     else:
-        manifest = convert_santander(s, s.workdir / ds["santander"]["csv"], s.raw_dir,
+        manifest = convert_santander(s, s.workdir / ds.santander.csv, s.raw_dir,
                                      overwrite=config.overwrite, progress=False)
     totals = {t: sum(manifest["rows"][t].values()) for t in TABLES}
     context.log.info(f"raw dataset {s.raw_dir}: {len(manifest['months'])} months, {totals}")
@@ -64,7 +64,7 @@ def _raw_table(table: str) -> dg.AssetsDefinition:
         require_manifest(s.raw_dir)
         for month in context.partition_keys:
             raw_source.fetch(s.raw_dir, table, month)
-        schema = s.pipeline["warehouse"]["raw_schema"]
+        schema = s.pipeline.warehouse.raw_schema
         expected = schemas(s.products)[table]
         rows = {}
         with warehouse.get_connection() as con:

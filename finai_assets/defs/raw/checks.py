@@ -24,12 +24,12 @@ def _schema(con, s, schema, table, month):
 
 def _not_null(con, s, schema, table, month):
     required = [n for n in schemas(s.products)[table].names if n not in NULLABLE[table]]
-    return raw_checks.check_not_null(con, schema, table, month, required, s.pipeline["raw_checks"]["max_null_fraction"])
+    return raw_checks.check_not_null(con, schema, table, month, required, s.pipeline.raw_checks.max_null_fraction)
 
 
 def _row_count(con, s, schema, table, month):
     source = require_manifest(s.raw_dir)["rows"][table].get(month, -1)
-    minimum = s.pipeline["raw_checks"]["min_rows_per_month"]
+    minimum = s.pipeline.raw_checks.min_rows_per_month
     if table == "card_transactions" and not require_manifest(s.raw_dir)["has_card_transactions"]:
         minimum = 0
     return raw_checks.check_row_count(con, schema, table, month, source, minimum)
@@ -47,7 +47,7 @@ def _raw_check(table: str, suffix: str, description: str, evaluate: Evaluate) ->
     def _check(context: dg.AssetCheckExecutionContext, finai: FinAIConfig,
                warehouse: DuckDBResource) -> dg.AssetCheckResult:
         s = finai.load()
-        schema = s.pipeline["warehouse"]["raw_schema"]
+        schema = s.pipeline.warehouse.raw_schema
         with warehouse.get_connection() as con:
             outcome = evaluate(con, s, schema, table, context.partition_key)
         return dg.AssetCheckResult(passed=outcome.passed, description=outcome.description,

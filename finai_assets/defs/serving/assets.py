@@ -68,7 +68,7 @@ def batch(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: Duck
     with warehouse.get_connection() as con:
         rows = phase0_rows(con, s, month, schema, int(cfg["batch"]["max_customers"]))
     summary = build_batch(rows, schema, cfg, teacher, Path(chosen["students_dir"]), current_inputs(s, trained),
-                          batch_dir(s, month), seed=int(s.phase0["seed"]), log=context.log.info)
+                          batch_dir(s, month), seed=int(s.phase0.seed), log=context.log.info)
     (batch_dir(s, month).parent / "champion.json").write_text(json.dumps(
         {k: chosen[k] for k in ("month", "audit_seq", "students_dir", "promoted_at")}))
     gate = summary["gate_student"]

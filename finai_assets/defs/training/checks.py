@@ -43,11 +43,11 @@ def split_gap_covers_label_windows(finai: FinAIConfig) -> dg.AssetCheckResult:
 def training_rows_have_no_label_leakage(finai: FinAIConfig) -> dg.AssetCheckResult:
     s = finai.load()
     folder, schema = _current(s)
-    x, labels = _sample(folder, "train", schema, s.pipeline["leakage"]["scan_rows"], 0)
+    x, labels = _sample(folder, "train", schema, s.pipeline.leakage.scan_rows, 0)
     findings = label_named_columns(schema["columns"], s.tasks)
     findings += label_correlation_findings(x, schema["columns"], labels, list(s.tasks),
-                                           s.pipeline["leakage"]["max_abs_corr"],
-                                           s.pipeline["leakage"]["max_single_feature_auc"])
+                                           s.pipeline.leakage.max_abs_corr,
+                                           s.pipeline.leakage.max_single_feature_auc)
     return dg.AssetCheckResult(passed=not findings, description="; ".join(findings[:5]) or "clean",
                                metadata={"findings": findings[:50], "rows_scanned": len(x)})
 
@@ -58,10 +58,10 @@ def training_rows_have_no_label_leakage(finai: FinAIConfig) -> dg.AssetCheckResu
 def no_dead_feature_group(finai: FinAIConfig) -> dg.AssetCheckResult:
     s = finai.load()
     folder, schema = _current(s)
-    rows, min_lift = s.pipeline["dead_group"]["rows"], s.pipeline["dead_group"]["min_lift"]
+    rows, min_lift = s.pipeline.dead_group.rows, s.pipeline.dead_group.min_lift
     x_tr, y_tr = _sample(folder, "train", schema, rows, 1)
     x_va, y_va = _sample(folder, "validation", schema, rows, 2)
-    table = single_group_power(x_tr, y_tr, x_va, y_va, schema["groups"], list(s.tasks), int(s.phase0["seed"]))
+    table = single_group_power(x_tr, y_tr, x_va, y_va, schema["groups"], list(s.tasks), int(s.phase0.seed))
     dead = [r["group"] for r in table if r["varying_columns"] == 0 or not r["best_lift"] >= min_lift]
     lines = ["| group | cols | varying | best task | score | lift over shuffled |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['group']} | {r['columns']} | {r['varying_columns']} | {r['best_task']} | "

@@ -26,7 +26,7 @@ class FeatureGroupModel(ABC):
     def __init__(self, settings: Settings, dim: int):
         self.settings = settings
         self.dim = dim
-        self.seed = int(settings.phase0["seed"])
+        self.seed = int(settings.phase0.seed)
 
     def fit(self, train: list[MonthInputs], con: duckdb.DuckDBPyConnection) -> None:
         """Learn fitted state from training months only; stateless groups need nothing."""

@@ -189,7 +189,7 @@ class GmmClustering(FeatureGroupModel):
 
     def fit(self, train: list[MonthInputs], con: duckdb.DuckDBPyConnection) -> None:
         rng = np.random.default_rng([self.seed, 2])
-        limit = int(self.settings.phase0["fit_sample_customers"]) // max(len(train), 1)
+        limit = int(self.settings.phase0.fit_sample_customers) // max(len(train), 1)
         parts = []
         for x in train:
             rows = np.sort(rng.choice(x.n, limit, replace=False)) if x.n > limit else np.arange(x.n)

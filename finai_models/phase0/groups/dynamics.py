@@ -146,7 +146,7 @@ class ModelDerived(FeatureGroupModel):
     def fit(self, train: list[MonthInputs], con: duckdb.DuckDBPyConnection) -> None:
         """The median monthly spend (present months with spend) of a seeded training sample."""
         rng = np.random.default_rng([self.seed, 3])
-        limit = int(self.settings.phase0["fit_sample_customers"])
+        limit = int(self.settings.phase0.fit_sample_customers)
         spends = []
         for x in train:
             rows = np.sort(rng.choice(x.n, limit, replace=False)) if x.n > limit else np.arange(x.n)

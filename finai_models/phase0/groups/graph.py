@@ -75,7 +75,7 @@ class GraphCollaborative(FeatureGroupModel):
 
     def fit(self, train: list[MonthInputs], con: duckdb.DuckDBPyConnection) -> None:
         rng = np.random.default_rng(self.seed)
-        limit = int(self.settings.phase0["fit_sample_customers"])
+        limit = int(self.settings.phase0.fit_sample_customers)
         n_l2 = len(self.settings.mcc.l2_names)
         held = np.concatenate([customer_items(x, n_l2)[rng.choice(x.n, size=min(limit, x.n), replace=False)]
                                for x in train])

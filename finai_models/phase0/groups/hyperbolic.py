@@ -302,7 +302,7 @@ class MerchantHierarchy(FeatureGroupModel):
         share = np.bincount(cell, wk, minlength=x.n * self.QUARTERS).reshape(x.n, -1) / np.where(
             total > 0, total, 1)[:, None]
         columns = [_polar(mid1), _polar(mid2), self.l2_histogram(x) @ self.components.T,
-                   _merchant_stats(x, owner, float(self.settings.phase0["txn_days"])),
+                   _merchant_stats(x, owner, float(self.settings.phase0.txn_days)),
                    np.column_stack([depth(r1), depth(r2), coherence]), share * radius_q.reshape(x.n, -1)]
         return np.concatenate(columns, axis=1).astype(np.float32)
 

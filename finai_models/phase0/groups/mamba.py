@@ -71,7 +71,7 @@ class MambaTemporal(FeatureGroupModel):
 
     def fit(self, train: list[MonthInputs], con: duckdb.DuckDBPyConnection) -> None:
         rng = np.random.default_rng(self.seed)
-        limit = int(self.settings.phase0["fit_sample_customers"])
+        limit = int(self.settings.phase0.fit_sample_customers)
         rows = [np.sort(rng.choice(x.n, size=min(limit, x.n), replace=False)) for x in train]
         series = np.concatenate([x.series[r] for x, r in zip(train, rows, strict=True)])
         present = np.concatenate([x.present[r] for x, r in zip(train, rows, strict=True)])

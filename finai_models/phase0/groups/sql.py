@@ -32,9 +32,9 @@ def _align(ids: np.ndarray, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, di
 
 def _recent_txn_sql(settings, month: str) -> str:
     """Transactions of the lookback partitions within ``txn_days`` of the end of month t."""
-    schema = settings.pipeline["warehouse"]["raw_schema"]
+    schema = settings.pipeline.warehouse.raw_schema
     end = month_end(month)
-    start = end - dt.timedelta(days=settings.phase0["txn_days"])
+    start = end - dt.timedelta(days=settings.phase0.txn_days)
     first = M.first_day(M.shift(month, -7))
     return f"""
         SELECT customer_id, ts, amount, mcc, epoch(TIMESTAMP '{end}' - ts) / 86400.0 AS days
@@ -73,7 +73,7 @@ class TxnLagTensor(_VocabGroup):
 
     def __init__(self, settings, dim):
         super().__init__(settings, dim)
-        self.vocab_size = int(settings.phase0["mcc_vocab_size"])
+        self.vocab_size = int(settings.phase0.mcc_vocab_size)
         self.k = dim // len(LAG_FIELDS)
 
     CHUNK_CUSTOMERS = 150_000   # one window query per id range keeps DuckDB's sort within memory at 1M
@@ -130,7 +130,7 @@ class MccTop30Multihot(_VocabGroup):
 
     def __init__(self, settings, dim):
         super().__init__(settings, dim)
-        self.vocab_size = int(settings.phase0["mcc_multihot_size"])
+        self.vocab_size = int(settings.phase0.mcc_multihot_size)
 
     def transform(self, x, con):
         other = len(self.vocab) + 1
@@ -156,7 +156,7 @@ class RecentAcquisitionMultihot(FeatureGroupModel):
     name = "recent_acquisition_multihot"
 
     def transform(self, x, con):
-        schema = self.settings.pipeline["warehouse"]["raw_schema"]
+        schema = self.settings.pipeline.warehouse.raw_schema
         mask = " + ".join(f"({product_column(p)}::BIGINT << {k})" for k, p in enumerate(self.settings.products))
         t = M.first_day(x.month)
         rows = con.sql(f"""

@@ -215,7 +215,7 @@ class HmmStates(FeatureGroupModel):
         self.scale: dict[str, np.ndarray] = {}
 
     def fit(self, train: list[MonthInputs], con: duckdb.DuckDBPyConnection) -> None:
-        limit = int(self.settings.phase0["fit_sample_customers"]) // max(len(train), 1)
+        limit = int(self.settings.phase0.fit_sample_customers) // max(len(train), 1)
         rng = np.random.default_rng([self.seed, 1])
         rows = [np.sort(rng.choice(x.n, limit, replace=False)) if x.n > limit else np.arange(x.n) for x in train]
         mask = np.concatenate([x.present[r] for x, r in zip(train, rows, strict=True)])

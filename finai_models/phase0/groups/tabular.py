@@ -87,7 +87,7 @@ class TxnBehavior(FeatureGroupModel):
         total_count, total_spend = count.sum(axis=1), spend.sum(axis=1)
         off = x.txn_offsets
         n_txn = np.diff(off)
-        horizon = float(self.settings.phase0["txn_days"])
+        horizon = float(self.settings.phase0.txn_days)
         recency = per_customer(x.txn_days_before, off, np.minimum, horizon * 2)
         median = _median_per_customer(x.txn_amount, off)
         hour = x.txn_hour.astype(np.int64)
