@@ -11,24 +11,64 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from finai_models.config import Settings
+from finai_models.config_base import ConfigModel, Number, load_model
 from finai_models.errors import ConfigError
-from finai_models.schema import validate
 
 UNKNOWN = "unknown"      # the group of customers without the attribute; never a configured group
 
-SPEC = {
-    "drift": {"bins": int, "floor": float, "sample_rows": int, "warning": float, "critical": float,
-              "min_critical_features": int, "retrain_after_months": int},
-    "fairness": {"confidence": float, "min_group": int, "disparate_impact": [float],
-                 "max_parity_difference": float, "max_opportunity_difference": float,
-                 "attributes": {"age_band": {"edges": [float], "labels": [str], "reference": str},
-                                "gender": {"reference": str}}},
-    "automation": {"schedule_cron": str, "timezone": str, "sensor_interval_seconds": int},
-    "alerts": {"path": str},
-}
+
+class Drift(ConfigModel):
+    bins: int
+    floor: Number
+    sample_rows: int
+    warning: Number
+    critical: Number
+    min_critical_features: int
+    retrain_after_months: int
+
+
+class AgeBand(ConfigModel):
+    edges: list[Number]
+    labels: list[str]
+    reference: str
+
+
+class Gender(ConfigModel):
+    reference: str
+
+
+class Attributes(ConfigModel):
+    age_band: AgeBand
+    gender: Gender
+
+
+class Fairness(ConfigModel):
+    confidence: Number
+    min_group: int
+    disparate_impact: list[Number]
+    max_parity_difference: Number
+    max_opportunity_difference: Number
+    attributes: Attributes
+
+
+class Automation(ConfigModel):
+    schedule_cron: str
+    timezone: str
+    sensor_interval_seconds: int
+
+
+class Alerts(ConfigModel):
+    path: str
+
+
+class MonitoringFile(ConfigModel):
+    """``monitoring.yaml``; the drift and fairness code takes its blocks as plain dicts."""
+
+    drift: Drift
+    fairness: Fairness
+    automation: Automation
+    alerts: Alerts
 
 
 def _check(cond: bool, path: Path, key: str, message: str) -> None:
@@ -83,13 +123,7 @@ def _automation(a: dict[str, Any], alerts: dict[str, Any], path: Path) -> None:
 def monitoring_config(settings: Settings) -> dict[str, Any]:
     """The parsed ``monitoring.yaml`` after every check; the dict's blocks are what the functions take."""
     path = settings.config_dir / "monitoring.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path} is missing")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    validate(doc, SPEC, str(path))
+    doc = load_model(path, MonitoringFile).model_dump()
     _drift(doc["drift"], path)
     _fairness(doc["fairness"], path)
     _automation(doc["automation"], doc["alerts"], path)

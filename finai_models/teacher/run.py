@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from finai_models.config import Settings
 from finai_models.data.store import fingerprint
 from finai_models.errors import ConfigError, FinAIError
+from finai_models.teacher.config import INPUT_OPTIONS, teacher_config
 from finai_models.teacher.data import (
     InputEncoder,
     TeacherData,
@@ -40,24 +40,6 @@ from finai_models.teacher.spec import EXPERTS, ModelSpec
 from finai_models.teacher.trainer import TrainConfig, Trainer, predict
 
 Log = Callable[[str], None]
-
-
-def teacher_config(settings: Settings) -> dict[str, Any]:
-    path = settings.config_dir / "teacher.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path} is missing")
-    doc = yaml.safe_load(path.read_text()) or {}
-    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(doc.get(section) or {}) - known)
-        if unknown:
-            raise ConfigError(f"{path}: unknown key(s) {unknown} in '{section}' (known: {sorted(known)})")
-    unknown = sorted(set(doc.get("inputs") or {}) - set(INPUT_OPTIONS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown} in 'inputs' (known: {list(INPUT_OPTIONS)})")
-    if (doc.get("inputs") or {}).get("encoding", "quantile") not in ("quantile", "zscore"):
-        raise ConfigError(f"{path}: inputs.encoding must be quantile or zscore")
-    return doc
 
 
 def model_config(doc: dict[str, Any], **overrides: Any) -> ModelConfig:
@@ -80,7 +62,6 @@ CHANGES: dict[str, dict[str, Any]] = {
     "unscaled_losses": {"normalize_losses": False, "uncertainty_lr": 0.002},
     "six_epochs": {"epochs": 6, "patience": 6},
 }
-INPUT_OPTIONS = ("encoding", "embed_codes")
 
 
 def variant(name: str) -> dict[str, Any]:
