@@ -90,3 +90,55 @@ def test_a_bad_serving_config_fails_when_the_bundle_is_built(config_copy, file, 
         serving_config(load_settings(config_copy))
     assert re.search(message, str(info.value)), str(info.value)
     assert file in str(info.value)
+
+
+def _rename(block: dict, old: str, new: str) -> None:
+    block[new] = block.pop(old)
+
+
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        ("teacher.yaml", lambda d: _rename(d["model"], "width", "widht"),
+         r"unknown key 'model\.widht' \(did you mean 'model\.width'\?\)"),
+        ("distill.yaml", lambda d: _rename(d["fidelity"]["tier1"]["binary"], "max_ece", "max_ecee"),
+         r"unknown key 'fidelity\.tier1\.binary\.max_ecee' \(did you mean 'fidelity\.tier1\.binary\.max_ece'\?\)"),
+        ("serving.yaml", lambda d: _rename(d["catalogue"][0]["signals"][1], "class", "klass"),
+         r"unknown key 'catalogue\[0\]\.signals\[1\]\.klass' \(did you mean 'catalogue\[0\]\.signals\[1\]\.class'\?\)"),
+        ("monitoring.yaml", lambda d: _rename(d["automation"], "timezone", "time_zone"),
+         r"unknown key 'automation\.time_zone' \(did you mean 'automation\.timezone'\?\)"),
+    ],
+)
+def test_a_misspelt_key_in_a_component_config_is_named(config_copy, file, edit, message):
+    from finai_models.distill.config import distill_config
+    from finai_models.monitoring.config import monitoring_config
+    from finai_models.serving.config import serving_config
+    from finai_models.teacher.run import teacher_config
+
+    loaders = {"teacher.yaml": teacher_config, "distill.yaml": distill_config, "serving.yaml": serving_config,
+               "monitoring.yaml": monitoring_config}
+    _edit(config_copy / file, edit)
+    with pytest.raises(ConfigError) as info:
+        loaders[file](load_settings(config_copy))
+    text = str(info.value)
+    assert re.search(message, text), text
+    assert str(config_copy / file) in text and "\n" not in text
+
+
+def test_settings_are_read_once_until_a_file_changes(config_copy, monkeypatch):
+    import finai_models.config_base as base
+
+    first = load_settings(config_copy)
+
+    def no_reading(path):
+        raise AssertionError(f"{path} was read again")
+
+    with monkeypatch.context() as m:
+        m.setattr(base, "read_yaml", no_reading)
+        assert load_settings(config_copy) is first
+
+    _edit(config_copy / "pipeline.yaml", lambda d: d["training_set"].update(max_rows_per_month=7))
+    changed = load_settings(config_copy)
+    assert changed is not first and changed.pipeline.training_set.max_rows_per_month == 7
+    with pytest.raises(ValueError, match="frozen"):
+        changed.pipeline.training_set.max_rows_per_month = 8      # a cached object cannot be changed under others
