@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test ui bench lint clean
+.PHONY: install run test test-fast ui bench lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The developer's loop (under 5 minutes): everything but the suites marked slow.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 ui: $(STAMP)
 	FINAI_AUTOMATION=on DAGSTER_HOME=$$($(BIN)/python -m finai_assets.instance) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
@@ -35,6 +39,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf .finai

@@ -29,7 +29,7 @@ Measured in a child process (``OMP_WAIT_POLICY=PASSIVE``, as the other benchmark
 - the same handler with ``scorer: booster`` (each task's ``Booster.predict``), and plain per-task
   ``Booster.predict`` on one row for the 13 tasks alone: the baseline, in the same process;
 - **batch throughput**: every batch customer once, sequentially, recommendations per second;
-- **cold start**: ``infra/local/invoke_bundle.py`` in a clean interpreter that sees only the bundle
+- **cold start**: ``finai_assets/invoke_bundle.py`` in a clean interpreter that sees only the bundle
   and its runtime packages: import + first call, median of 5;
 - **bundle size**: zipped and unzipped.
 """
@@ -65,9 +65,10 @@ LAST_MAKE_RUN = {"customers": 2000, "modelled_tasks": 4, "tasks": 13, "p50_ms": 
 
 def make_run_bundle() -> tuple[Path, Path | None]:
     """The folder ``make run`` writes bundles to and its newest ``finai-<month>.zip`` (None: none there)."""
+    from finai_models.artifacts import ArtifactPaths
     from finai_models.config import load_settings
 
-    folder = load_settings().path("artifacts") / "bundles"
+    folder = ArtifactPaths.of(load_settings()).bundle("0000-00").parent
     zips = sorted(folder.glob("finai-*.zip"))         # finai-YYYY-MM.zip: the name orders the months
     return folder, (zips[-1] if zips else None)
 
@@ -119,12 +120,8 @@ def time_calls(call, events: list[dict[str, Any]], reps: int) -> list[float]:
 
 
 def cold_start(bundle: Path, workdir: Path) -> dict[str, Any]:
-    import importlib.util
+    from finai_assets import invoke_bundle as invoker
 
-    spec = importlib.util.spec_from_file_location("invoke_bundle", REPO / "infra" / "local" / "invoke_bundle.py")
-    invoker = importlib.util.module_from_spec(spec)
-    sys.modules["invoke_bundle"] = invoker
-    spec.loader.exec_module(invoker)
     task = workdir / "task"
     invoker.unpack(bundle, task)
     env = {"FINAI_SERVING_STATE": str(workdir / "cold-state")}

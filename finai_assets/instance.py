@@ -6,9 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from finai_models.config import REPO_ROOT
-
-INSTANCE_TEMPLATE = REPO_ROOT / "infra" / "local" / "dagster.yaml"
+INSTANCE_TEMPLATE = Path(__file__).with_name("dagster.yaml")     # package data: an installed wheel carries it
 
 
 def ensure_dagster_home(default: Path) -> Path:

@@ -15,7 +15,7 @@ The dataset's months split in two: the history, backfilled and trained on, and t
    new-month sensor launch: raw tables, Phase 0, serving batch and bundle (answering as Lambda
    would), replayed recommendations, the fairness gate, the release, drift and the model card,
 8. ``serve``: the last bundle answers a ``recommend`` request in a clean subprocess that sees only
-   the bundle and its runtime packages (``infra/local/invoke_bundle.py``), as Lambda would.
+   the bundle and its runtime packages (``finai_assets/invoke_bundle.py``), as Lambda would.
 
 ``--s3`` publishes the bundle to S3 through dagster-aws: a moto server on 127.0.0.1 stands in
 for AWS (nothing leaves the machine).
@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from finai_assets.instance import ensure_dagster_home
 from finai_models import months as M
+from finai_models.artifacts import ArtifactPaths
 from finai_models.config import load_settings
 from finai_models.errors import FinAIError
 from finai_models.progress import progress_bar
@@ -79,12 +79,21 @@ def _split(months: list[str], refresh: int, test_end: str, stages: tuple[str, ..
     return history, arriving
 
 
+class RunFailed(FinAIError):
+    """A run that did not succeed, with what failed as records: the failed checks' names and the steps'
+    error messages (read from the run's events, never parsed back out of the message)."""
+
+    def __init__(self, what: str, run_id: str, failed_checks: list[str], errors: list[str]) -> None:
+        self.run_id, self.failed_checks, self.errors = run_id, failed_checks, errors
+        super().__init__(f"{what} failed (run {run_id}); failed checks: {failed_checks or 'none'}; {errors[:1]}")
+
+
 def _check(result, what: str) -> None:
     if result.success:
         return
-    failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
+    failed = sorted(e.check_name for e in result.get_asset_check_evaluations() if not e.passed)
     errors = [e.message for e in result.all_events if e.is_step_failure]
-    raise FinAIError(f"{what} failed (run {result.run_id}); failed checks: {failed or 'none'}; {errors[:1]}")
+    raise RunFailed(what, result.run_id, failed, errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     ensure_dagster_home(settings.path("dagster_home"))
+    paths = ArtifactPaths.of(settings)
     moto = _local_s3() if args.s3 else None
     gated: list[str] = []
 
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if "teacher" in stages:
                 print(f"training the teacher and its baselines for {trained} (progress: the run's log in the UI)")
                 run("teacher", f"the teacher of month {trained}", trained)
-                table = settings.path("artifacts") / "teacher" / "comparison" / trained / "comparison.md"
+                table = paths.comparison(trained) / "comparison.md"
                 print(f"the teacher against its baselines on the test months ({table}; the benchmark at 100k "
                       f"customers, with seeds and the ceiling: python -m benchmarks.quality):\n{table.read_text()}")
             if "distill" in stages:
@@ -139,10 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"months {arriving[0]}..{arriving[-1]} arrive one by one: monthly_refresh with the champion")
                 for month in arriving:
                     run("monthly_refresh", f"the monthly refresh of {month}", month)
-                    report_month(settings, month)
+                    report_month(paths, month)
             if "serve" in stages and not gated:
-                serve(settings.path("artifacts") / "bundles" / f"finai-{arriving[-1]}.zip",
-                      settings.path("artifacts") / "serving" / arriving[-1] / "batch")
+                serve(paths, arriving[-1])
     except FinAIError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -159,6 +168,8 @@ def distill(run, settings, month: str, quiet: bool) -> list[str]:
     returns the tasks whose student failed the gate (then the promotion only records the rejection)."""
     import dagster as dg
 
+    from finai_assets.defs.distill.checks import student_fidelity
+
     gated = []
     run("student_inputs", f"the student inputs of {month}", month)
     tasks = [t.name for t in settings.tasks]
@@ -166,8 +177,8 @@ def distill(run, settings, month: str, quiet: bool) -> list[str]:
         for task in tasks:
             try:
                 run("students", f"the {task} student of {month}", f"{month}|{task}")
-            except FinAIError as exc:     # the fidelity gate doing its job is an outcome, not a crash
-                if "failed checks: ['student_fidelity']" not in str(exc):
+            except RunFailed as exc:      # the fidelity gate doing its job is an outcome, not a crash
+                if exc.failed_checks != [student_fidelity.check_key.name]:
                     raise
                 gated.append(task)
             bar.update(1)
@@ -180,16 +191,15 @@ def distill(run, settings, month: str, quiet: bool) -> list[str]:
     return gated
 
 
-def report_month(settings, month: str) -> None:
+def report_month(paths: ArtifactPaths, month: str) -> None:
     """One line per arriving month: drift, fairness, release and the model card."""
     import json
 
-    root = settings.path("artifacts")
-    drift = json.loads((root / "monitoring" / month / "drift.json").read_text())
-    fairness = json.loads((root / "monitoring" / month / "fairness.json").read_text())
+    drift = json.loads(paths.drift_report(month).read_text())
+    fairness = json.loads(paths.fairness_report(month).read_text())
     print(f"  {month}: drift {drift['status']} (feature PSI max {drift['features']['max_psi']:.3f}, predictions "
           f"{drift['prediction_status']}); fairness {'passed' if fairness['passed'] else 'FAILED'}; released; "
-          f"model card {root / 'governance' / month / 'model_card.html'}")
+          f"model card {paths.model_card(month) / 'model_card.html'}")
     if drift["retrain_requested"]:
         print(f"  {month}: {drift['critical_streak']} critical months in a row: the drift_retrain sensor requests "
               "the retrain job")
@@ -217,13 +227,14 @@ def _local_s3():
     return server
 
 
-def serve(bundle: Path, batch: Path) -> None:
-    """Ask the bundle for one batch customer's recommendation in a clean subprocess; print what it says."""
+def serve(paths: ArtifactPaths, month: str) -> None:
+    """Ask the month's bundle for one batch customer's recommendation in a clean subprocess; print what it says."""
     from finai_assets.defs.serving.invoke import first_batch_customer, invoke_bundle
 
-    customer = first_batch_customer(batch)
+    bundle = paths.bundle(month)
+    customer = first_batch_customer(paths.serving_batch(month))
     answer, cold = invoke_bundle(bundle, {"action": "recommend", "customer_id": customer, "locale": "en"},
-                                 batch.parent / "serving_state")
+                                 paths.serving_state(month))
     if answer.get("status") != 200:
         raise FinAIError(f"the bundle {bundle.name} answered {answer}")
     print(f"bundle {bundle.name} answered in a clean subprocess (only its runtime packages; {cold}) for "

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from finai_models.artifacts import current
 from finai_models.config import REPO_ROOT, Settings, load_settings
 from finai_models.distill.config import distill_config
 from finai_models.distill.inputs import prepare_inputs
@@ -26,7 +27,7 @@ from finai_models.serving.batch import BatchRows, build_batch
 from finai_models.serving.config import serving_config
 from finai_models.teacher.data import load_split, read_schema
 from finai_models.teacher.experts.base import DIAGRAM_MASK, DIAGRAMS, SEQUENCE, SEQUENCE_MASK
-from finai_models.teacher.run import current_run, train_teacher
+from finai_models.teacher.run import train_teacher
 from finai_serving.bundle import build_bundle
 
 MONTH = "2025-12"
@@ -86,7 +87,7 @@ def build(root: Path, write_training_set, edit_distill: Callable[[dict], None] |
     training_set = write_training_set(settings, version="serving", column_name=lambda g, i: column_name(settings, g, i),
                                       normalizer=normalizer)
     train_teacher(settings, training_set, root / "teacher", log=lambda _m: None)
-    teacher_pt = current_run(root / "teacher") / "teacher.pt"
+    teacher_pt = current(root / "teacher") / "teacher.pt"
     cfg = distill_config(settings)
     inputs = prepare_inputs(cfg, training_set, teacher_pt, root / "inputs", log=lambda _m: None)
     students = root / "students"

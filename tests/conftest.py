@@ -1,7 +1,7 @@
 """Test session setup: a private work directory and Dagster home (telemetry off) for every test.
 
-The environment is set before any finai_assets import, because the Dagster definitions read
-the settings (and so the work directory) when they load.
+``pytest_configure`` sets the environment before any test module is collected, because the Dagster
+definitions those modules import read the settings (and so the work directory) when they load.
 """
 
 from __future__ import annotations
@@ -26,19 +26,24 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-_SESSION_DIR = Path(tempfile.mkdtemp(prefix="finai-tests-"))
-os.environ["FINAI_WORKDIR"] = str(_SESSION_DIR / "work")
-os.environ["DAGSTER_HOME"] = str(_SESSION_DIR / "dagster_home")
-os.environ.pop("FINAI_DATASET", None)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # torch and LightGBM share 2 cores in one process
-os.environ.pop("FINAI_CONFIG_DIR", None)
+from finai_assets.instance import INSTANCE_TEMPLATE, ensure_dagster_home
+from finai_models.artifacts import ArtifactPaths, set_current
+from finai_models.config import REPO_ROOT, Settings, load_settings
+from finai_models.data.generate import generate_synthetic
+from finai_models.phase0.side_inputs import SideInputs, save_side
 
-from finai_assets.instance import INSTANCE_TEMPLATE, ensure_dagster_home  # noqa: E402
-from finai_models.config import REPO_ROOT, Settings, load_settings  # noqa: E402
-from finai_models.data.generate import generate_synthetic  # noqa: E402
-from finai_models.phase0.side_inputs import SideInputs, save_side  # noqa: E402
+_SESSION_DIR = Path(tempfile.gettempdir()) / "finai-tests-unset"   # pytest_configure makes the session's own
 
-ensure_dagster_home(_SESSION_DIR / "dagster_home")
+
+def pytest_configure(config):
+    global _SESSION_DIR
+    _SESSION_DIR = Path(tempfile.mkdtemp(prefix="finai-tests-"))
+    os.environ["FINAI_WORKDIR"] = str(_SESSION_DIR / "work")
+    os.environ.pop("FINAI_DATASET", None)
+    os.environ.pop("FINAI_CONFIG_DIR", None)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # torch and LightGBM share 2 cores in one process
+    os.environ.pop("DAGSTER_HOME", None)
+    ensure_dagster_home(_SESSION_DIR / "dagster_home")     # sets $DAGSTER_HOME
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -120,7 +125,7 @@ def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0,
     for g in settings.feature_groups:
         groups.append({"name": g.name, "start": len(columns), "end": len(columns) + g.dim})
         columns += [column_name(g.name, i) for i in range(g.dim)]
-    out = settings.path("artifacts") / "training_set" / version
+    out = ArtifactPaths.of(settings).training_sets() / version
     out.mkdir(parents=True, exist_ok=True)
     for part, n in ROWS.items():
         x = rng.normal(size=(n, len(columns))).astype(np.float32)
@@ -139,7 +144,7 @@ def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0,
               "split": {}, "rows": ROWS, "normalizer": normalizer(columns) if normalizer else {},
               "side": {"sequence_shape": [12, 11], "diagram_shape": [4, 16]}}
     (out / "feature_schema.json").write_text(json.dumps(schema))
-    (out.parent / "CURRENT").write_text(version)
+    set_current(out.parent, version)
     return out
 
 

@@ -10,6 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from finai_assets.defs.pipes import WholeLineFileMessageReader
 from finai_assets.settings import settings
+from finai_models.artifacts import ArtifactPaths
 from finai_models.config import Settings, load_settings
 from finai_models.data.raw_schema import TABLES
 
@@ -23,6 +24,10 @@ class FinAIConfig(dg.ConfigurableResource):
 
     def load(self) -> Settings:
         return load_settings(self.config_dir or None, self.dataset or None, self.workdir or None)
+
+    def paths(self) -> ArtifactPaths:
+        """Where every artifact of these settings lives (the one owner of path formulas)."""
+        return ArtifactPaths.of(self.load())
 
     def env(self) -> dict[str, str]:
         """The same settings for a subprocess (the training service reads the environment)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from finai_models.artifacts import write_atomic, write_text_atomic
 from finai_models.data.raw_schema import TABLES
 from finai_models.errors import DataError
 
@@ -102,10 +102,8 @@ class DatasetWriter:
 
     def write(self, table_name: str, month: str, table: pa.Table) -> None:
         target = self.folder / table_name / f"{month}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp, compression="zstd", compression_level=1, row_group_size=1 << 20)
-        os.replace(tmp, target)
+        write_atomic(target, lambda tmp: pq.write_table(table, tmp, compression="zstd", compression_level=1,
+                                                        row_group_size=1 << 20))
         self.tables[table_name][month] = table.num_rows
 
     def close(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -118,9 +116,7 @@ class DatasetWriter:
             "rows": self.tables,
             **(extra or {}),
         }
-        tmp = self.folder / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        os.replace(tmp, self.folder / MANIFEST)
+        write_text_atomic(self.folder / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
         (self.folder / INCOMPLETE).unlink(missing_ok=True)
         return manifest
 

@@ -11,11 +11,11 @@ The champion pointer (``CHAMPION.json``) changes only on a promotion, atomically
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finai_models.artifacts import write_text_atomic
 from finai_models.distill.config import DistillConfig
 from finai_models.distill.fidelity import Fidelity
 from finai_models.distill.students import evaluate_student
@@ -104,7 +104,5 @@ class Registry:
         if decision.promoted:
             pointer = {"month": decision.month, "students_dir": str(students_dir), "promoted_at": entry["time"],
                        "decision": decision.action, "audit_seq": entry["seq"]}
-            tmp = self.root / "CHAMPION.json.tmp"
-            tmp.write_text(json.dumps(pointer, indent=1))
-            os.replace(tmp, self.root / "CHAMPION.json")
+            write_text_atomic(self.root / "CHAMPION.json", json.dumps(pointer, indent=1))
         return entry

@@ -7,7 +7,6 @@ so a failed run never leaves a partial month behind.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
@@ -16,22 +15,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from finai_models import months as M
+from finai_models.artifacts import ArtifactPaths, write_atomic
 from finai_models.config import Settings
 from finai_models.errors import FinAIError
 from finai_models.phase0.groups.base import FeatureGroupModel
 from finai_models.phase0.inputs import MonthInputs
 
 
-def phase0_dir(settings: Settings) -> Path:
-    return settings.path("artifacts") / "phase0"
-
-
 def inputs_path(settings: Settings, month: str) -> Path:
-    return phase0_dir(settings) / "inputs" / f"{month}.npz"
+    return ArtifactPaths.of(settings).month_inputs(month)
 
 
 def feature_path(settings: Settings, group: str, month: str) -> Path:
-    return phase0_dir(settings) / "features" / group / f"{month}.parquet"
+    return ArtifactPaths.of(settings).feature_group(group, month)
 
 
 def load_inputs(settings: Settings, month: str) -> MonthInputs:
@@ -59,8 +55,5 @@ def compute_group(group: FeatureGroupModel, x: MonthInputs, con: duckdb.DuckDBPy
 
 def write_group(settings: Settings, group: str, month: str, table: pa.Table) -> Path:
     path = feature_path(settings, group, month)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=1)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd", compression_level=1))
     return path

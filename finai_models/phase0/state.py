@@ -10,7 +10,6 @@ never overwrites the state that earlier features were computed with.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import duckdb
 import numpy as np
 
 from finai_models import months as M
+from finai_models.artifacts import ArtifactPaths, current, set_current, write_text_atomic
 from finai_models.config import Settings
 from finai_models.data.store import fingerprint, require_manifest
 from finai_models.errors import FinAIError
@@ -27,8 +27,6 @@ from finai_models.phase0.groups import build_groups
 from finai_models.phase0.groups.base import FeatureGroupModel
 from finai_models.phase0.inputs import build_month_inputs, month_customers
 from finai_models.phase0.vocab import fit_mcc_vocab
-
-CURRENT = "CURRENT"
 
 
 @dataclass
@@ -50,7 +48,7 @@ class FittedState:
 
 
 def state_root(settings: Settings) -> Path:
-    return settings.path("artifacts") / "phase0" / "state"
+    return ArtifactPaths.of(settings).phase0_state()
 
 
 def default_fit_months(settings: Settings) -> list[str]:
@@ -96,21 +94,7 @@ def fit_state(con: duckdb.DuckDBPyConnection, settings: Settings, months: list[s
         "lineage": {m: x.lineage for m, x in zip(months, train, strict=True)},
     }
     _write_json(folder / "manifest.json", manifest)
-    _write_text(state_root(settings) / CURRENT, version)
-    return FittedState(folder, manifest, groups)
-
-
-def load_state(settings: Settings, version: str | None = None) -> FittedState:
-    """The current fitted state (or a given version), ready to transform any month."""
-    version = version or current_version(settings)
-    folder = state_root(settings) / version
-    manifest_path = folder / "manifest.json"
-    if not manifest_path.is_file():
-        raise FinAIError(f"fitted Phase-0 state {version} is incomplete: {manifest_path} is missing")
-    manifest = json.loads(manifest_path.read_text())
-    groups = build_groups(settings)
-    for group in groups:
-        group.load(folder)
+    set_current(state_root(settings), version)
     return FittedState(folder, manifest, groups)
 
 
@@ -126,17 +110,14 @@ def load_group(settings: Settings, name: str) -> tuple[FeatureGroupModel, str]:
 
 
 def current_version(settings: Settings) -> str:
-    pointer = state_root(settings) / CURRENT
-    if not pointer.is_file():
-        raise FinAIError(f"no fitted Phase-0 state under {state_root(settings)}; materialize phase0/fitted_state first")
-    return pointer.read_text().strip()
+    return current(state_root(settings), "Phase-0 state", "materialize phase0/fitted_state first").name
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def current_manifest(settings: Settings) -> dict[str, Any]:
+    """What the current state was fitted on: its months, customers and MCC vocabulary."""
+    return json.loads((current(state_root(settings), "Phase-0 state", "materialize phase0/fitted_state first")
+                       / "manifest.json").read_text())
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str))

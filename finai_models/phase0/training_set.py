@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from finai_models import months as M
+from finai_models.artifacts import ArtifactPaths, set_current
 from finai_models.config import Settings
 from finai_models.data.store import fingerprint
 from finai_models.errors import FinAIError
@@ -102,7 +103,7 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
     columns, ranges = feature_columns(settings, months["train"][0])
     identity = {"state": state_version, "split": settings.split, "groups": ranges, "max_rows": max_rows, "side": 1}
     version = fingerprint(identity)
-    out = settings.path("artifacts") / "training_set" / version
+    out = ArtifactPaths.of(settings).training_sets() / version
     out.mkdir(parents=True, exist_ok=True)
 
     acc = MomentAccumulator(columns)
@@ -149,7 +150,5 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
     tmp = out / "feature_schema.json.tmp"
     tmp.write_text(json.dumps(schema_doc, indent=1))
     os.replace(tmp, out / "feature_schema.json")
-    pointer = out.parent / "CURRENT"
-    pointer.with_suffix(".tmp").write_text(version)
-    os.replace(pointer.with_suffix(".tmp"), pointer)
+    set_current(out.parent, version)
     return out, schema_doc

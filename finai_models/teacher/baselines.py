@@ -10,7 +10,6 @@ validation months only, and held-out test metrics from the same ``evaluate`` the
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from finai_models.artifacts import write_text_atomic
 from finai_models.config import Settings
 from finai_models.teacher.data import load_split, read_schema
 from finai_models.teacher.evaluate import evaluate, primary, task_metrics
@@ -132,7 +132,5 @@ def train_lightgbm_baseline(settings: Settings, training_set: Path, out_dir: Pat
                **{p: evaluate(tasks, parts[p].y, scores[p], ranking) for p in scores}}
     out_dir.mkdir(parents=True, exist_ok=True)
     save_scores(out_dir / "test_scores.npz", parts["test"], scores["test"])
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out_dir / "metrics.json")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(summary, indent=1))
     return summary

@@ -16,19 +16,20 @@ from typing import Any
 
 import numpy as np
 
+from finai_models.artifacts import current_version
 from finai_models.config import Settings
 from finai_models.errors import FinAIError
 from finai_models.teacher.quality import compare_models, markdown
 from finai_models.teacher.run import load_scores
 from finai_models.teacher.tasks import from_config
 
-MODELS = ("ple", "lightgbm", "shared_bottom", "mmoe")
+MODELS = ("ple", "lightgbm", "shared_bottom", "mmoe")     # the comparison's rows: the architectures and the bar
 
 
 def run_folder(root: Path) -> Path:
     """The finished run under ``root``: the one ``CURRENT`` names, else ``root`` itself."""
-    pointer = root / "CURRENT"
-    return root / pointer.read_text().strip() if pointer.is_file() else root
+    version = current_version(root)
+    return root / version if version else root
 
 
 def _f(v: float | None) -> str:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from finai_models.errors import ConfigError
+from finai_models.teacher import ARCHITECTURES
 from finai_models.teacher.embeddings import InputLayer
 from finai_models.teacher.experts.base import Expert, mlp
 from finai_models.teacher.spec import TASK_EXPERT, ModelSpec
@@ -36,7 +37,6 @@ EXPERT_CLASSES = {
     "causal": "finai_models.teacher.experts.causal:Causal",
     "optimal_transport": "finai_models.teacher.experts.transport:OptimalTransport",
 }
-ARCHITECTURES = ("ple", "mmoe", "shared_bottom")
 GATES = ("softmax", "sigmoid")
 GATE_INPUTS = ("experts", "inputs")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from finai_models.artifacts import set_current, write_atomic
 from finai_models.config import Settings
 from finai_models.data.store import fingerprint
 from finai_models.errors import ConfigError, FinAIError
@@ -156,9 +156,9 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     }
     artifact = {"format": 1, "signature": spec.signature(), "spec": spec, "model_config": dataclasses.asdict(mcfg),
                 "input_encoder": encoder.to_dict(), "model": model.state_dict(), "metrics": summary["test"]}
-    _atomic(run_dir / "teacher.pt", lambda p: torch.save(artifact, p))
-    _atomic(run_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=1, default=_json)))
-    _atomic(Path(out_root) / "CURRENT", lambda p: p.write_text(run_dir.name))
+    write_atomic(run_dir / "teacher.pt", lambda p: torch.save(artifact, p))
+    write_atomic(run_dir / "metrics.json", lambda p: p.write_text(json.dumps(summary, indent=1, default=_json)))
+    set_current(Path(out_root), run_dir.name)
     return summary
 
 
@@ -171,7 +171,7 @@ def save_scores(path: Path, part: TeacherData, scores: dict[str, np.ndarray]) ->
         with tmp.open("wb") as f:
             np.savez(f, **arrays)
 
-    _atomic(path, write)
+    write_atomic(path, write)
 
 
 def load_scores(path: Path) -> dict[str, np.ndarray]:
@@ -179,20 +179,6 @@ def load_scores(path: Path) -> dict[str, np.ndarray]:
         raise FinAIError(f"no test scores at {path}; re-run the training that should have written them")
     with np.load(path) as z:
         return {k: z[k] for k in z.files}
-
-
-def current_run(out_root: Path) -> Path:
-    """The run folder the last finished training under ``out_root`` wrote."""
-    pointer = Path(out_root) / "CURRENT"
-    if not pointer.is_file():
-        raise FinAIError(f"no finished training run under {out_root}")
-    return Path(out_root) / pointer.read_text().strip()
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def _json(value: Any) -> Any:

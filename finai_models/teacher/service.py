@@ -24,8 +24,10 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from finai_models.artifacts import ArtifactPaths
 from finai_models.config import load_settings
 from finai_models.errors import FinAIError
+from finai_models.teacher import ARCHITECTURES
 
 OPTIONS = ("architecture", "gate", "without", "adatt", "grad_surgery", "epochs", "max_train_rows", "max_batches",
            "device")
@@ -36,7 +38,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--training-set", type=Path, help="training-set folder (default: the current one)")
     p.add_argument("--out", type=Path, help="runs folder (default: <artifacts>/teacher/runs/<month>/<architecture>)")
     p.add_argument("--month", default="adhoc", help="snapshot month the model is for (names the runs folder)")
-    p.add_argument("--architecture", choices=("ple", "mmoe", "shared_bottom"), default="ple")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="ple")
     p.add_argument("--gate", choices=("softmax", "sigmoid"))
     p.add_argument("--without", help="drop one shared expert (ablation)")
     p.add_argument("--adatt", action="store_true", default=None)
@@ -46,18 +48,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-batches", type=int, help="batches per epoch (smoke runs)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     return p.parse_args(argv)
-
-
-def default_training_set(settings) -> Path:
-    root = settings.path("artifacts") / "training_set"
-    pointer = root / "CURRENT"
-    if not pointer.is_file():
-        raise FinAIError(f"no training set under {root}; materialize training/training_set first")
-    return root / pointer.read_text().strip()
-
-
-def runs_root(settings, month: str, architecture: str) -> Path:
-    return settings.path("artifacts") / "teacher" / "runs" / month / architecture
 
 
 def tune_process() -> None:
@@ -99,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             log = _silent                    # rank 0 speaks for the job
         try:
             settings = load_settings()
-            training_set = args.training_set or default_training_set(settings)
-            out = args.out or runs_root(settings, month, options["architecture"])
+            paths = ArtifactPaths.of(settings)
+            training_set = args.training_set or paths.current_training_set()
+            out = args.out or paths.teacher_runs(month, options["architecture"])
             last = [time.monotonic()]
 
             def on_batch(done: int, total: int, loss: float) -> None:

@@ -13,7 +13,6 @@ of every batch, and rank 0 evaluates and writes the checkpoints.
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from finai_models.artifacts import write_atomic
 from finai_models.errors import ConfigError, FinAIError
 from finai_models.teacher.data import TeacherData
 from finai_models.teacher.distributed import SINGLE_PROCESS, Cluster
@@ -187,10 +187,8 @@ class Trainer:
         return True
 
     def _save(self, name: str, state: dict[str, Any]) -> Path:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path, tmp = self.run_dir / name, self.run_dir / f"{name}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        path = self.run_dir / name
+        write_atomic(path, lambda tmp: torch.save(state, tmp))
         return path
 
     # --- training ---------------------------------------------------------------------------

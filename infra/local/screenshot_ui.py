@@ -3,7 +3,7 @@
 
 1. Dagster home: ``$DAGSTER_HOME`` when it is set and holds a ``dagster.yaml`` (so that instance's
    materialization history shows, e.g. ``DAGSTER_HOME=$(.venv/bin/python -m finai_assets.instance)``
-   for the home ``make ui`` uses), else a temporary one holding a copy of ``infra/local/dagster.yaml``
+   for the home ``make ui`` uses), else a temporary one holding a copy of ``finai_assets/dagster.yaml``
    (telemetry off). Either way ``<home>/.nux/nux.yaml`` is written if missing: it is what the UI's
    "Skip" on its "Join the Dagster community" dialog writes, and without it that dialog covers the page.
 2. ``dagster-webserver -w workspace.yaml -h 127.0.0.1 -p <free port>`` from the repository root, from
@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-INSTANCE_TEMPLATE = REPO_ROOT / "infra" / "local" / "dagster.yaml"  # = finai_assets.instance.INSTANCE_TEMPLATE
+INSTANCE_TEMPLATE = REPO_ROOT / "finai_assets" / "dagster.yaml"  # = finai_assets.instance.INSTANCE_TEMPLATE
 LOCATION = "finai"
 GRAPH_PAGE = "/asset-groups"
 DEFAULT_HEIGHT = 1800   # the first shot of an `auto` height, and the height of pages that are no graph

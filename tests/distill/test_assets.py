@@ -15,23 +15,20 @@ import pytest
 import yaml
 
 from finai_assets.defs.distill.assets import (
-    audit_key_path,
     champion,
     current_champion,
-    current_inputs,
     promotion,
     soft_labels,
     student,
-    students_dir,
 )
 from finai_assets.defs.distill.checks import student_fidelity
 from finai_assets.defs.resources import FinAIConfig
+from finai_models.artifacts import ArtifactPaths
 from finai_models.distill.config import distill_config
 from finai_models.distill.inputs import SchemaMismatch, prepare_inputs
 from finai_models.distill.students import train_student
 from finai_models.errors import ConfigError
-from finai_models.teacher.run import current_run, train_teacher
-from finai_models.teacher.service import default_training_set, runs_root
+from finai_models.teacher.run import train_teacher
 from finai_serving.audit import AuditLog, AuditTampered, load_or_create_key
 from finai_serving.student import Student, StudentError
 
@@ -51,16 +48,16 @@ def _teacher(settings, *months: str) -> None:
     training set and its config are the same in every test)."""
     trained = TEACHER_CACHE / "ple"
     if not trained.is_dir():
-        train_teacher(settings, default_training_set(settings), trained, log=lambda _m: None)
+        train_teacher(settings, ArtifactPaths.of(settings).current_training_set(), trained, log=lambda _m: None)
     for month in months:
-        shutil.copytree(trained, runs_root(settings, month, "ple"))
+        shutil.copytree(trained, ArtifactPaths.of(settings).teacher_runs(month, "ple"))
 
 
 def _students(settings, month: str) -> None:
     """Every task's student of ``month`` through the library (the asset path is tested on MONTH)."""
-    cfg = distill_config(settings)
+    cfg, paths = distill_config(settings), ArtifactPaths.of(settings)
     for t in cfg.tasks:
-        train_student(cfg, t.name, current_inputs(settings, month), students_dir(settings, month) / t.name,
+        train_student(cfg, t.name, paths.student_inputs(month), paths.students(month) / t.name,
                       log=lambda _m: None)
 
 
@@ -80,7 +77,7 @@ def test_a_month_distils_promotes_and_bundles(tiny_env, instance):
     result = _materialize(instance, [soft_labels], MONTH)
     assert result.success
     cfg = distill_config(tiny_env)
-    routes = json.loads((current_inputs(tiny_env, MONTH) / "inputs.json").read_text())["routing"]
+    routes = json.loads((ArtifactPaths.of(tiny_env).student_inputs(MONTH) / "inputs.json").read_text())["routing"]
     assert set(routes) == {t.name for t in cfg.tasks}
 
     for task in cfg.tasks:                                  # the month x task grid, each with its check
@@ -121,8 +118,8 @@ def test_a_month_distils_promotes_and_bundles(tiny_env, instance):
     meta = result.asset_materializations_for_node("distill__promotion")[0].metadata
     assert meta["decision"].value == "reject" and "vs champion" in meta["reasons"].value, meta["reasons"].value
 
-    log = AuditLog(tiny_env.path("artifacts") / "distill" / "registry" / "promotions.log",
-                   load_or_create_key(audit_key_path(tiny_env)))
+    log = AuditLog(ArtifactPaths.of(tiny_env).registry() / "promotions.log",
+                   load_or_create_key(ArtifactPaths.of(tiny_env).audit_key()))
     assert [r["decision"] for r in log.records()] == ["bootstrap", "promote", "forced", "reject"]
     assert log.verify() == 4
     assert "quarter-end freeze" in " ".join(log.records()[2]["reasons"])
@@ -139,7 +136,7 @@ def test_a_student_trained_on_shuffled_soft_labels_fails_the_gate_and_blocks_the
     _teacher(tiny_env, MONTH)
     assert _materialize(instance, [soft_labels], MONTH).success
     _students(tiny_env, MONTH)
-    inputs = current_inputs(tiny_env, MONTH)
+    inputs = ArtifactPaths.of(tiny_env).student_inputs(MONTH)
     with np.load(inputs / "soft_train.npz") as soft:
         logits = dict(soft)
     logits["churn_signal"] = np.random.default_rng(0).permutation(logits["churn_signal"])
@@ -169,13 +166,13 @@ def test_a_student_on_fewer_rows_and_screened_columns_passes_and_selects_its_own
     result = _materialize(instance, [student, student_fidelity], f"{MONTH}|churn_signal")
     (check,) = result.get_asset_check_evaluations()
     assert result.success and check.passed, check.metadata
-    folder = students_dir(tiny_env, MONTH) / "churn_signal"
+    folder = ArtifactPaths.of(tiny_env).students(MONTH) / "churn_signal"
     meta = json.loads((folder / "student.json").read_text())
     assert meta["train_rows"] == 1500 and len(meta["features"]) == 60 and len(meta["columns"]) > 1000
     linear = meta["columns"][[t.name for t in tiny_env.tasks].index("churn_signal")]   # conftest._labels
     assert linear in meta["features"], "screening dropped the column the label is linear in"
 
-    x = np.load(current_inputs(tiny_env, MONTH) / "x_test.npy")[:200]                # every column
+    x = np.load(ArtifactPaths.of(tiny_env).student_inputs(MONTH) / "x_test.npy")[:200]                # every column
     served = Student.load(folder)
     position = {c: i for i, c in enumerate(meta["columns"])}
     booster = lgb.Booster(model_file=str(folder / "model.txt"))
@@ -185,7 +182,7 @@ def test_a_student_on_fewer_rows_and_screened_columns_passes_and_selects_its_own
         served.predict(x[:, :60])                                     # the selected width is not the input
 
 
-def test_bad_input_gets_a_clear_error(tiny_env, instance):
+def test_bad_input_gets_a_clear_error(tiny_env, instance, tmp_path):
     result = _materialize(instance, [soft_labels], MONTH)                 # no teacher for the month
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -193,18 +190,18 @@ def test_bad_input_gets_a_clear_error(tiny_env, instance):
 
     cfg = distill_config(tiny_env)
     with pytest.raises(ConfigError, match="'telepathy' is not in tasks.yaml"):
-        train_student(cfg, "telepathy", tiny_env.path("artifacts"), tiny_env.path("artifacts") / "x")
+        train_student(cfg, "telepathy", tmp_path, tmp_path / "x")
     _edit_distill(tiny_env.config_dir, tasks={"telepathy": {"num_leaves": 7}})
     with pytest.raises(ConfigError, match=r"overrides \['telepathy'\], which tasks.yaml does not define"):
         distill_config(tiny_env)
 
     _edit_distill(tiny_env.config_dir, tasks={})
     _teacher(tiny_env, MONTH)
-    training_set = default_training_set(tiny_env)
+    training_set = ArtifactPaths.of(tiny_env).current_training_set()
     schema = json.loads((training_set / "feature_schema.json").read_text())
     renamed = schema["columns"][3]
     schema["columns"][3] = "renamed_column"
     (training_set / "feature_schema.json").write_text(json.dumps(schema))
     with pytest.raises(SchemaMismatch, match=f"1 missing \\['{renamed}'\\], 1 extra \\['renamed_column'\\]"):
         prepare_inputs(distill_config(tiny_env), training_set,
-                       current_run(runs_root(tiny_env, MONTH, "ple")) / "teacher.pt", tiny_env.path("artifacts"))
+                       ArtifactPaths.of(tiny_env).teacher_run(MONTH, "ple") / "teacher.pt", tmp_path)

@@ -5,7 +5,7 @@ month's promotion, each read back over GraphQL."""
 
 from __future__ import annotations
 
-from finai_assets.defs.distill.assets import current_inputs, students_dir
+from finai_models.artifacts import ArtifactPaths
 from finai_models.distill.config import distill_config
 from finai_models.distill.students import train_student
 
@@ -52,8 +52,9 @@ def test_a_month_distils_and_promotes_from_the_ui(tiny_env, dagster_dev):
 
     # promotion weighs every task's student of the month: the other tasks' through the library
     cfg = distill_config(tiny_env)
+    paths = ArtifactPaths.of(tiny_env)
     for task in (t.name for t in cfg.tasks if t.name != TASK):
-        train_student(cfg, task, current_inputs(tiny_env, MONTH), students_dir(tiny_env, MONTH) / task,
+        train_student(cfg, task, paths.student_inputs(MONTH), paths.students(MONTH) / task,
                       log=lambda _m: None)
     run_id = dagster_dev.launch(["distill", "promotion"], MONTH)
     assert dagster_dev.wait_for_run(run_id, 300) == "SUCCESS", dagster_dev.errors(run_id)

@@ -1,4 +1,4 @@
-"""infra/local/invoke_bundle.py: a bundle runs as on Lambda, and a damaged or escaping bundle runs nothing.
+"""finai_assets/invoke_bundle.py: a bundle runs as on Lambda, and a damaged or escaping bundle runs nothing.
 
 The fake bundle's handler reports what its interpreter can import: dagster, torch and yaml are all
 installed in this virtualenv, so they stay unimportable only if the subprocess really is clean.
@@ -15,23 +15,12 @@ import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "infra" / "local" / "invoke_bundle.py"
+from finai_assets import invoke_bundle as ib
 
-
-def _load() -> ModuleType:
-    """The script as a module (``infra`` is not a package); registered first so its dataclass resolves."""
-    spec = importlib.util.spec_from_file_location("invoke_bundle", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ib = _load()
+SCRIPT = Path(ib.__file__)        # run as a script, the way the bundle check and finai-pipeline run it
 
 HANDLER = '''"""Echo handler for the invoker's tests: reports what the clean interpreter can import."""
 import importlib

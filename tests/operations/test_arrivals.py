@@ -16,7 +16,7 @@ import boto3
 import dagster as dg
 import pytest
 
-from finai_assets.defs.raw.sensors import monthly_refresh_schedule, new_raw_month
+from finai_assets.defs.operations.sensors import monthly_refresh_schedule, new_raw_month
 from finai_assets.defs.resources import FinAIConfig, RawSource
 from finai_models.data.raw_schema import TABLES
 

@@ -19,9 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from finai_assets.defs.monitoring.sensors import drift_retrain, run_failure_alerts
-from finai_assets.defs.raw.sensors import monthly_refresh_schedule, new_raw_month
+from finai_assets.defs.operations.sensors import (
+    drift_retrain,
+    monthly_refresh_schedule,
+    new_raw_month,
+    run_failure_alerts,
+)
 from finai_assets.defs.resources import FinAIConfig, RawSource
+from finai_models.artifacts import ArtifactPaths
 
 from .conftest import ARRIVING, World
 
@@ -71,7 +76,7 @@ def arrived(world: World) -> dict:
         (request,) = tick.run_requests
         out["runs"][month] = world.run("monthly_refresh", request.partition_key, tags=request.tags)
         out["retrain"][month], drift_cursor = _drift_sensor(world, drift_cursor)
-        path = world.settings.path("artifacts") / "monitoring" / month / "drift.json"
+        path = ArtifactPaths.of(world.settings).drift_report(month)
         out["reports"][month] = json.loads(path.read_text())
     out["schedule"] = monthly_refresh_schedule(dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 1, 2, 3), resources=_resources()))
@@ -90,7 +95,7 @@ def test_three_months_arrive_and_refresh_month_by_month(world, arrived):
         blocking = [n for n, e in _checks(result).items() if n in ("bundle_answers", "recommendations_fair_by_gender",
                                                                    "recommendations_fair_by_age_band")]
         assert len(blocking) == 3 and all(_checks(result)[n].passed for n in blocking)
-        assert (world.settings.path("artifacts") / "bundles" / f"finai-{month}.zip").is_file()
+        assert ArtifactPaths.of(world.settings).bundle(month).is_file()
         release = result.asset_materializations_for_node("serving__release")[0].metadata
         assert release["uri"].value.endswith(f"finai-{month}.zip")
     reports = arrived["reports"]
@@ -124,7 +129,7 @@ def test_the_model_card_renders_with_plots_and_no_empty_section(world, arrived):
     assert _checks(result)["model_card_complete"].passed
     meta = result.asset_materializations_for_node("governance__model_card")[0].metadata
     assert meta["empty_sections"].value == [] and meta["plots"].value >= 5
-    folder = world.settings.path("artifacts") / "governance" / month
+    folder = ArtifactPaths.of(world.settings).model_card(month)
     html = (folder / "model_card.html").read_text()
     facts = json.loads((folder / "facts.json").read_text())
     assert html.count("data:image/png;base64,") == meta["plots"].value
@@ -178,9 +183,9 @@ def test_a_planted_unfair_rule_fails_fairness_stops_the_release_and_alerts(world
     done = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert "serving/release" not in done                              # the unfair month is not published
     assert {"monitoring/drift", "governance/model_card"} <= done       # but it is monitored and documented
-    card = (world.settings.path("artifacts") / "governance" / month / "model_card.html").read_text()
+    card = (ArtifactPaths.of(world.settings).model_card(month) / "model_card.html").read_text()
     assert "VIOLATION" in card and "e_account" in card
-    facts = json.loads((world.settings.path("artifacts") / "governance" / month / "facts.json").read_text())
+    facts = json.loads((ArtifactPaths.of(world.settings).model_card(month) / "facts.json").read_text())
     (listed,) = [c for c in facts["checks"] if c["check"] == "recommendations_fair_by_age_band"]
     assert listed.get("pending") or listed["passed"] is False, listed     # never last month's pass
 

@@ -1,23 +1,16 @@
 """The bundle as Lambda runs it: unpacked into an empty folder, verified, and answering in a clean
-interpreter that sees only the bundle and its runtime packages (``infra/local/invoke_bundle.py``)."""
+interpreter that sees only the bundle and its runtime packages (``finai_assets/invoke_bundle.py``)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
-
-from finai_models.config import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
 def invoker():
-    spec = importlib.util.spec_from_file_location("invoke_bundle", REPO_ROOT / "infra" / "local" / "invoke_bundle.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["invoke_bundle"] = module
-    spec.loader.exec_module(module)
-    return module
+    from finai_assets import invoke_bundle
+
+    return invoke_bundle
 
 
 def test_the_bundle_answers_a_recommendation_in_a_clean_subprocess(serving_bundle, invoker, tmp_path):

@@ -7,15 +7,16 @@ import math
 import numpy as np
 import pytest
 
+from finai_models.artifacts import ArtifactPaths
 from finai_models.errors import FinAIError
 from finai_models.teacher.baselines import train_lightgbm_baseline
 from finai_models.teacher.checks import gate_spread
 from finai_models.teacher.compare import ablation_table, compare
-from finai_models.teacher.service import default_training_set
 
 
 def test_lightgbm_baseline_learns_every_task(tiny_env, tmp_path):
-    summary = train_lightgbm_baseline(tiny_env, default_training_set(tiny_env), tmp_path / "lgb", log=lambda _: None)
+    training_set = ArtifactPaths.of(tiny_env).current_training_set()
+    summary = train_lightgbm_baseline(tiny_env, training_set, tmp_path / "lgb", log=lambda _: None)
     assert (tmp_path / "lgb" / "metrics.json").is_file()
     tasks = summary["test"]["tasks"]
     assert set(tasks) == {t.name for t in tiny_env.tasks}

@@ -12,9 +12,8 @@ import yaml
 
 from finai_assets.defs.resources import FinAIConfig, pipes_client
 from finai_assets.defs.teacher.assets import ple
+from finai_models.artifacts import ArtifactPaths
 from finai_models.teacher.distributed import Cluster, ReplicaDivergence
-from finai_models.teacher.run import current_run
-from finai_models.teacher.service import runs_root
 from finai_models.teacher.trainer import TrainConfig, Trainer
 
 MONTH = "2025-12"
@@ -59,7 +58,7 @@ def test_adatt_is_refused_with_more_than_one_process(tiny_env):
     from finai_models.errors import ConfigError
 
     with pytest.raises(ConfigError, match="adaTT and GradSurgery"):
-        Trainer(torch.nn.Linear(1, 1), None, None, TrainConfig(adatt=True), tiny_env.path("artifacts"),
+        Trainer(torch.nn.Linear(1, 1), None, None, TrainConfig(adatt=True), ArtifactPaths.of(tiny_env).root,
                 cluster=Cluster(rank=0, world=2))
 
 
@@ -75,6 +74,6 @@ def test_teacher_asset_trains_data_parallel_through_torchrun(tiny_env, config_co
     (event,) = result.asset_materializations_for_node("teacher__ple")
     meta = {k: v.value for k, v in event.metadata.items()}
     assert meta["epochs_this_run"] == 2                     # one Pipes report per epoch: rank 0 only
-    history = json.loads((current_run(runs_root(tiny_env, MONTH, "ple")) / "metrics.json").read_text())["history"]
+    history = json.loads((ArtifactPaths.of(tiny_env).teacher_run(MONTH, "ple") / "metrics.json").read_text())["history"]
     assert [(h["processes"], h["rows_per_process"]) for h in history] == [(2, 18 * 64)] * 2  # 2400 // 128 batches
     assert meta["test_mean_binary_auc"] > 0.55

@@ -18,8 +18,8 @@ import torch
 from finai_assets.defs.resources import FinAIConfig, pipes_client
 from finai_assets.defs.teacher.assets import ple
 from finai_assets.defs.teacher.checks import experts_receive_input, teacher_beats_chance
-from finai_models.teacher.run import current_run, teacher_config
-from finai_models.teacher.service import default_training_set, runs_root
+from finai_models.artifacts import ArtifactPaths, current
+from finai_models.teacher.run import teacher_config
 
 MONTH = "2025-12"
 
@@ -35,7 +35,7 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict:
 
 
 def test_killed_training_resumes_from_last_checkpoint(tiny_env, instance):
-    root = runs_root(tiny_env, MONTH, "ple")
+    root = ArtifactPaths.of(tiny_env).teacher_runs(MONTH, "ple")
     proc = subprocess.Popen([sys.executable, "-m", "finai_models.teacher.service", "--month", MONTH],
                             env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
@@ -55,7 +55,7 @@ def test_killed_training_resumes_from_last_checkpoint(tiny_env, instance):
     meta = _metadata(result)
     assert meta["epochs_this_run"] == epochs - done     # resumed, not restarted
     assert meta["epochs_trained"] == epochs
-    history = json.loads((current_run(root) / "metrics.json").read_text())["history"]
+    history = json.loads((current(root) / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
     assert meta["test_mean_binary_auc"] > 0.55          # the labels are learnable (chance: 0.5)
     assert "gate_weights" in meta and "data:image/png;base64" in meta["gate_weights"]
@@ -74,7 +74,7 @@ def test_teacher_checks_pass_and_a_dead_expert_stops_training(tiny_env, instance
     assert evaluations == {"experts_receive_input": True, "teacher_beats_chance": True}
 
     # planted: PersLay's routed groups and its diagrams are all zero in the training split
-    folder = default_training_set(tiny_env)
+    folder = ArtifactPaths.of(tiny_env).current_training_set()
     table = pq.read_table(folder / "train.parquet")
     dead = [c for c in table.column_names if c.startswith(("tda_global__", "tda_local__"))]
     for name in dead:

@@ -11,7 +11,6 @@ leaves the previous champion serving.
 """
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -19,7 +18,8 @@ import dagster as dg
 from finai_assets.defs.automation import ON_NEW_CHAMPION, REFRESH
 from finai_assets.defs.partitions import snapshot_months, student_months_tasks
 from finai_assets.defs.resources import FinAIConfig
-from finai_assets.defs.teacher.assets import _runs_root, lightgbm_baseline, ple
+from finai_assets.defs.teacher.assets import lightgbm_baseline, ple
+from finai_models.artifacts import ArtifactPaths, set_current
 from finai_models.config import Settings
 from finai_models.distill.config import distill_config
 from finai_models.errors import FinAIError
@@ -28,21 +28,6 @@ if TYPE_CHECKING:
     from finai_models.distill.promotion import Registry
 
 BY_MONTH = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="month")
-
-
-def distill_root(s: Settings, month: str) -> Path:
-    return s.path("artifacts") / "distill" / month
-
-
-def current_inputs(s: Settings, month: str) -> Path:
-    pointer = distill_root(s, month) / "inputs" / "CURRENT"
-    if not pointer.is_file():
-        raise FinAIError(f"no student inputs for {month}; materialize distill/soft_labels for {month} first")
-    return pointer.parent / pointer.read_text().strip()
-
-
-def students_dir(s: Settings, month: str) -> Path:
-    return distill_root(s, month) / "students"
 
 
 def _keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> tuple[str, str]:
@@ -55,16 +40,15 @@ def _keys(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> 
 def soft_labels(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
     """The teacher's logits (T = 1) on the students' rows, binned training rows, and each task's route."""
     from finai_models.distill.inputs import prepare_inputs
-    from finai_models.teacher.run import current_run
-    from finai_models.teacher.service import default_training_set
 
     s = finai.load()
+    paths = ArtifactPaths.of(s)
     month = context.partition_key
     cfg = distill_config(s)
-    teacher = current_run(_runs_root(s, month, "ple")) / "teacher.pt"
-    out = prepare_inputs(cfg, default_training_set(s), teacher, distill_root(s, month) / "inputs",
+    teacher = paths.teacher_run(month, "ple") / "teacher.pt"
+    out = prepare_inputs(cfg, paths.current_training_set(), teacher, paths.student_inputs_root(month),
                          log=context.log.info)
-    (out.parent / "CURRENT").write_text(out.name)
+    set_current(out.parent, out.name)
     meta = json.loads((out / "inputs.json").read_text())
     rows = ["| task | route | teacher (validation) |", "|---|---|---|"]
     rows += [f"| {t} | {r['route'].upper()} | {r['reason']} |" for t, r in meta["routing"].items()]
@@ -86,13 +70,14 @@ def student(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.Materia
     from finai_models.distill.students import evaluate_student, train_student
 
     s = finai.load()
+    paths = ArtifactPaths.of(s)
     month, task = _keys(context)
     cfg = distill_config(s)
-    inputs = current_inputs(s, month)
-    out = students_dir(s, month) / task
+    inputs = paths.student_inputs(month)
+    out = paths.students(month) / task
     meta = train_student(cfg, task, inputs, out, log=context.log.info)
     result = evaluate_student(cfg, task, out, inputs)
-    baseline = _runs_root(s, month, "lightgbm") / "metrics.json"
+    baseline = paths.lightgbm_run(month) / "metrics.json"
     row = comparison_row(cfg.task(task), result, json.loads(baseline.read_text()) if baseline.is_file() else None)
     return dg.MaterializeResult(metadata={
         "route": meta["route"].upper(), "routing_reason": meta["routing"]["reason"],
@@ -120,7 +105,8 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig, finai:
     s = finai.load()
     month = context.partition_key
     cfg = distill_config(s)
-    inputs, folder = current_inputs(s, month), students_dir(s, month)
+    paths = ArtifactPaths.of(s)
+    inputs, folder = paths.student_inputs(month), paths.students(month)
     fidelity = {t.name: evaluate_student(cfg, t.name, folder / t.name, inputs) for t in cfg.tasks}
     reg = registry(s)
     decision = decide(cfg, month, folder, inputs, fidelity, reg.champion(), force=config.force)
@@ -135,15 +121,12 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig, finai:
     })
 
 
-def audit_key_path(s: Settings) -> Path:
-    return s.workdir / "secrets" / "audit.key"
-
-
 def registry(s: Settings) -> "Registry":
     from finai_models.distill.promotion import Registry
     from finai_serving.audit import load_or_create_key
 
-    return Registry(s.path("artifacts") / "distill" / "registry", load_or_create_key(audit_key_path(s)))
+    paths = ArtifactPaths.of(s)
+    return Registry(paths.registry(), load_or_create_key(paths.audit_key()))
 
 
 def current_champion(s: Settings) -> dict:

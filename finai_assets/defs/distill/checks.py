@@ -2,9 +2,10 @@
 
 import dagster as dg
 
-from finai_assets.defs.distill.assets import _keys, current_inputs, student, students_dir
+from finai_assets.defs.distill.assets import _keys, student
 from finai_assets.defs.partitions import student_months_tasks
 from finai_assets.defs.resources import FinAIConfig
+from finai_models.artifacts import ArtifactPaths
 from finai_models.distill.config import distill_config
 
 
@@ -15,8 +16,9 @@ def student_fidelity(context: dg.AssetCheckExecutionContext, finai: FinAIConfig)
     from finai_models.distill.students import evaluate_student
 
     s = finai.load()
+    paths = ArtifactPaths.of(s)
     month, task = _keys(context)
-    result = evaluate_student(distill_config(s), task, students_dir(s, month) / task, current_inputs(s, month))
+    result = evaluate_student(distill_config(s), task, paths.students(month) / task, paths.student_inputs(month))
     return dg.AssetCheckResult(passed=result.passed, metadata={
         "route": result.route.upper(), **{k: float(v) for k, v in result.metrics.items()},
         "tier1_failures": dg.MetadataValue.json(result.failures),

@@ -1,6 +1,5 @@
 """Blocking checks on Phase-0 features: Class-A time leakage, fitted state, constant groups."""
 
-import json
 
 import dagster as dg
 import numpy as np
@@ -11,7 +10,7 @@ from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
 from finai_models.phase0.features import feature_path, load_inputs
 from finai_models.phase0.leakage import fit_month_findings, future_sources
-from finai_models.phase0.state import current_version, state_root
+from finai_models.phase0.state import current_manifest
 
 
 @dg.asset_check(asset=month_inputs, blocking=True, partitions_def=snapshot_months,
@@ -29,8 +28,7 @@ def feature_sources_precede_snapshot(
 @dg.asset_check(asset=fitted_state, blocking=True,
                 description="Class A: scalers, vocabularies and fitted generators saw training months only.")
 def fitted_state_saw_only_training_months(finai: FinAIConfig) -> dg.AssetCheckResult:
-    s = finai.load()
-    manifest = json.loads((state_root(s) / current_version(s) / "manifest.json").read_text())
+    manifest = current_manifest(finai.load())
     train = tuple(manifest["train_months"])
     findings = fit_month_findings(manifest["fit_months"] + manifest["vocab_months"], train)
     return dg.AssetCheckResult(passed=not findings,

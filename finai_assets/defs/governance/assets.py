@@ -7,26 +7,18 @@ month whose fairness check failed (and so was not released) still gets its card,
 import json
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from finai_assets.defs.automation import REFRESH
 from finai_assets.defs.distill.assets import champion
-from finai_assets.defs.governance.facts import month_facts
+from finai_assets.defs.governance.facts import CodeLocation, month_facts
 from finai_assets.defs.monitoring.assets import drift, recommendations
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
-from finai_assets.defs.serving.assets import bundle, bundle_path
-from finai_models.config import Settings
+from finai_assets.defs.serving.assets import bundle
+from finai_models.artifacts import ArtifactPaths, write_text_atomic
 from finai_models.data.store import file_sha256
-
-if TYPE_CHECKING:
-    from dagster._core.definitions.asset_graph import AssetGraph
-
-
-def card_dir(s: Settings, month: str) -> Path:
-    return s.path("artifacts") / "governance" / month
 
 
 def bundle_facts(path: Path) -> dict:
@@ -36,34 +28,21 @@ def bundle_facts(path: Path) -> dict:
             "files": files, "uri": "published by serving/release once the fairness checks pass"}
 
 
-def ancestors(graph: "AssetGraph", key: dg.AssetKey) -> list[dg.AssetKey]:
-    """Every asset the card's month depends on, for the lineage of runs that produced them."""
-    seen, todo = set(), [key]
-    while todo:
-        for parent in graph.get(todo.pop()).parent_keys:
-            if parent not in seen:
-                seen.add(parent)
-                todo.append(parent)
-    return sorted(seen, key=lambda k: k.to_user_string())
-
-
 @dg.asset(key=["governance", "model_card"], group_name="governance", partitions_def=snapshot_months,
           deps=[champion, bundle, recommendations, drift], kinds={"html", "markdown"}, code_version="model-card-v1",
           automation_condition=REFRESH)
 def model_card(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
     """Per-task metrics, gate weights, fidelity, drift, fairness, serving controls and the month's data
     lineage, with EU AI Act Annex IV and Korean FSC AI guideline sections filled from them."""
-    from finai_assets.definitions import defs
     from finai_models.governance.model_card import render_model_card
 
     s = finai.load()
     month = context.partition_key
-    graph = defs().resolve_asset_graph()         # the whole code location: every check the month depends on
-    facts = month_facts(s, month, context.instance, context.run.run_id, bundle_facts(bundle_path(s, month)),
-                        ancestors(graph, context.asset_key), graph)
-    out = card_dir(s, month)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "facts.json").write_text(json.dumps(facts, indent=1, default=str))
+    graph = CodeLocation.of(context.repository_def)     # the code location the run was launched from
+    facts = month_facts(s, month, context.instance, context.run.run_id, bundle_facts(ArtifactPaths.of(s).bundle(month)),
+                        context.asset_key, graph)
+    out = ArtifactPaths.of(s).model_card(month)
+    write_text_atomic(out / "facts.json", json.dumps(facts, indent=1, default=str))
     card = render_model_card(facts, out)
     context.log.info(f"model card of {month}: {card['html']} ({len(card['plots'])} plots)")
     return dg.MaterializeResult(metadata={

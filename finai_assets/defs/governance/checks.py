@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from finai_assets.defs.governance.assets import card_dir, model_card
+from finai_assets.defs.governance.assets import model_card
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
 
@@ -17,7 +17,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def model_card_complete(context: dg.AssetCheckExecutionContext, finai: FinAIConfig) -> dg.AssetCheckResult:
     from finai_models.governance.model_card import build_sections, empty_sections
 
-    out = card_dir(finai.load(), context.partition_key)
+    out = finai.paths().model_card(context.partition_key)
     facts = json.loads((out / "facts.json").read_text())
     empty = empty_sections(build_sections(facts))
     plots = sorted((out / "plots").glob("*.png"))

@@ -9,25 +9,21 @@ instance - so the card cannot claim more than the month actually holds.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dagster as dg
 import numpy as np
 
-from finai_assets.defs.distill.assets import current_champion, current_inputs
+from finai_assets.defs.distill.assets import current_champion
 from finai_assets.defs.monitoring.assets import fairness_of, read_drift, read_recommendations
-from finai_assets.defs.serving.assets import batch_dir
-from finai_assets.defs.teacher.assets import _runs_root
+from finai_models.artifacts import ArtifactPaths, current_version
 from finai_models.config import Settings
 from finai_models.data.raw_schema import TABLES
 from finai_models.data.store import file_sha256, month_file, read_manifest
-from finai_models.phase0.state import current_version
-from finai_models.teacher.run import current_run
-
-if TYPE_CHECKING:
-    from dagster._core.definitions.asset_graph import AssetGraph
+from finai_models.phase0.state import current_version as phase0_version
 
 METRIC = {"binary": "auc", "multiclass": "macro_f1", "regression": "mae"}
 INTENDED_USE = {
@@ -40,6 +36,42 @@ INTENDED_USE = {
 }
 
 
+@dataclass(frozen=True)
+class CodeLocation:
+    """What the card needs from the asset graph the run was launched from, read from the run's
+    repository through Dagster's public API: each asset's parents, code version, partitions and group,
+    and every check."""
+
+    parents: dict[dg.AssetKey, frozenset[dg.AssetKey]]
+    code_versions: dict[dg.AssetKey, str | None]
+    partitions: dict[dg.AssetKey, dg.PartitionsDefinition | None]
+    groups: dict[dg.AssetKey, str]
+    checks: tuple[dg.AssetCheckKey, ...]
+
+    @classmethod
+    def of(cls, repository: dg.RepositoryDefinition) -> CodeLocation:
+        parents, versions, partitions, groups, checks = {}, {}, {}, {}, set(repository.asset_checks_defs_by_key)
+        for assets in set(repository.assets_defs_by_key.values()):
+            for key in assets.keys:
+                parents[key] = frozenset(assets.asset_deps.get(key, ()))
+                versions[key] = assets.get_asset_spec(key).code_version
+                partitions[key] = assets.partitions_def
+                groups[key] = assets.group_names_by_key.get(key, "default")
+            checks |= {spec.key for spec in assets.check_specs}
+        return cls(parents, versions, partitions, groups,
+                   tuple(sorted(checks, key=lambda k: (k.asset_key.to_user_string(), k.name))))
+
+    def ancestors(self, key: dg.AssetKey) -> list[dg.AssetKey]:
+        """Every asset ``key`` depends on, for the lineage of runs that produced them."""
+        seen, todo = set(), [key]
+        while todo:
+            for parent in self.parents.get(todo.pop(), ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return sorted(seen, key=lambda k: k.to_user_string())
+
+
 def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -50,14 +82,15 @@ def model_facts(s: Settings, champion: dict[str, Any]) -> tuple[dict, list[dict]
     from finai_models.distill.students import evaluate_student
 
     month = champion["month"]
-    run = current_run(_runs_root(s, month, "ple"))
+    paths = ArtifactPaths.of(s)
+    run = paths.teacher_run(month, "ple")
     teacher = _json(run / "metrics.json")
-    baseline = _json(_runs_root(s, month, "lightgbm") / "metrics.json").get("test", {}).get("tasks", {})
+    baseline = _json(paths.lightgbm_run(month) / "metrics.json").get("test", {}).get("tasks", {})
     cfg = distill_config(s)
     students = Path(champion["students_dir"])
     tasks, fidelity, routes = [], {}, {}
     for task in s.tasks:
-        result = evaluate_student(cfg, task.name, students / task.name, current_inputs(s, month))
+        result = evaluate_student(cfg, task.name, students / task.name, paths.student_inputs(month))
         routes[task.name] = result.route
         fidelity[task.name] = {"passed": result.passed, "metrics": result.metrics, "failures": result.failures}
         metric = METRIC[task.type]
@@ -78,7 +111,7 @@ def model_facts(s: Settings, champion: dict[str, Any]) -> tuple[dict, list[dict]
 
 def gate_weights(s: Settings, month: str) -> dict[str, dict[str, float]]:
     """Mean layer-0 gate weight per task and expert over the month's batch customers."""
-    folder = batch_dir(s, month)
+    folder = ArtifactPaths.of(s).serving_batch(month)
     population = _json(folder / "population.json")
     with np.load(folder / "customers.npz") as b:
         mean = b["gates"].mean(axis=0)
@@ -117,11 +150,10 @@ def lineage_facts(s: Settings, month: str, instance: dg.DagsterInstance, keys: l
         if path.is_file():
             raw_files.append({"table": table, "month": month, "path": str(path), "sha256": file_sha256(path),
                               "rows": (manifest.get("rows", {}).get(table, {}) or {}).get(month)})
-    training = s.path("artifacts") / "training_set" / "CURRENT"
     return {"dataset": {"name": s.dataset.name, "source": s.dataset.source,
                         "fingerprint": manifest.get("fingerprint", "unknown")},
-            "raw_files": raw_files, "phase0_state": current_version(s),
-            "training_set": training.read_text().strip() if training.is_file() else "none",
+            "raw_files": raw_files, "phase0_state": phase0_version(s),
+            "training_set": current_version(ArtifactPaths.of(s).training_sets()) or "none",
             "split": {k: list(v) for k, v in s.split.items()},
             "feature_groups": [{"name": g.name, "columns": g.dim} for g in s.feature_groups],
             "runs": latest_runs(instance, keys, month)}
@@ -147,6 +179,8 @@ def check_facts(instance: dg.DagsterInstance, checks: list[tuple[dg.AssetCheckKe
     """The latest evaluation of each check for the partitions that make up the month (``None``: an
     unpartitioned check). A check this very run has yet to evaluate is listed as pending, never with an
     older verdict: the card is written while the run's non-blocking and sibling checks may still run."""
+    # Private on purpose: Dagster 1.13 has no public API for a check's evaluations of one partition
+    # (DagsterInstance exposes materializations by partition, not check executions).
     from dagster._core.event_api import PartitionKeyFilter
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
 
@@ -169,11 +203,11 @@ def check_facts(instance: dg.DagsterInstance, checks: list[tuple[dg.AssetCheckKe
 
 
 def month_facts(s: Settings, month: str, instance: dg.DagsterInstance, run_id: str, bundle_meta: dict[str, Any],
-                keys: list[dg.AssetKey], graph: AssetGraph) -> dict[str, Any]:
+                card: dg.AssetKey, graph: CodeLocation) -> dict[str, Any]:
     champion = current_champion(s)
     model, tasks, fidelity = model_facts(s, champion)
-    model["code_versions"] = {k.to_user_string(): graph.get(k).code_version for k in keys
-                              if graph.get(k).code_version}
+    keys = graph.ancestors(card)
+    model["code_versions"] = {k.to_user_string(): graph.code_versions[k] for k in keys if graph.code_versions.get(k)}
     return {"month": month, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "system": "FinAI",
             "model": model, "tasks": tasks, "gate_weights": gate_weights(s, month), "fidelity": fidelity,
             "drift": read_drift(s, month), "fairness": fairness_of(s, month),
@@ -183,17 +217,17 @@ def month_facts(s: Settings, month: str, instance: dg.DagsterInstance, run_id: s
             "intended_use": INTENDED_USE}
 
 
-def month_checks(graph: AssetGraph, month: str, model_month: str, s: Settings
+def month_checks(graph: CodeLocation, month: str, model_month: str, s: Settings
                  ) -> list[tuple[dg.AssetCheckKey, list[str | None]]]:
     """Each check with the partitions that belong to the month: the served month for its data and
     serving assets, the champion's month for the teacher and its students (one partition per task)."""
     out = []
-    for key in sorted(graph.asset_check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        node = graph.get(key.asset_key)
-        if node.partitions_def is None:
+    for key in graph.checks:
+        partitions = graph.partitions.get(key.asset_key)
+        if partitions is None:
             out.append((key, [None]))
-        elif isinstance(node.partitions_def, dg.MultiPartitionsDefinition):
+        elif isinstance(partitions, dg.MultiPartitionsDefinition):
             out.append((key, [f"{model_month}|{t.name}" for t in s.tasks]))
         else:
-            out.append((key, [model_month if node.group_name in ("teacher", "distill") else month]))
+            out.append((key, [model_month if graph.groups[key.asset_key] in ("teacher", "distill") else month]))
     return out

@@ -1,6 +1,5 @@
 """The 13 labels per snapshot month, in DuckDB, from months strictly after t."""
 
-import json
 
 import dagster as dg
 import numpy as np
@@ -13,7 +12,7 @@ from finai_assets.defs.raw.assets import WAREHOUSE_POOL
 from finai_assets.defs.resources import FinAIConfig
 from finai_models import months as M
 from finai_models.phase0.labels import compute_labels
-from finai_models.phase0.state import current_version, state_root
+from finai_models.phase0.state import current_manifest
 
 LABEL_WINDOW = dg.TimeWindowPartitionMapping(start_offset=-2, end_offset=6, allow_nonexistent_upstream_partitions=True)
 LABEL_SCHEMA = "phase0"
@@ -47,7 +46,7 @@ def labels(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: Duc
     """phase0.labels: one row per customer present at t; null where the window is not observable yet."""
     s = finai.load()
     month = context.partition_key
-    vocab = json.loads((state_root(s) / current_version(s) / "manifest.json").read_text())["mcc_vocab"]
+    vocab = current_manifest(s)["mcc_vocab"]
     with warehouse.get_connection() as con:
         result = compute_labels(con, s, month, vocab)
         day = M.first_day(month)

@@ -10,7 +10,6 @@ checks; three critical months in a row request a retrain through ``sensors.drift
 """
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -24,8 +23,9 @@ from finai_assets.defs.labels.assets import LABEL_SCHEMA, labels
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.raw.assets import customers
 from finai_assets.defs.resources import FinAIConfig
-from finai_assets.defs.serving.assets import bundle, bundle_path
+from finai_assets.defs.serving.assets import bundle
 from finai_models import months as M
+from finai_models.artifacts import ArtifactPaths, write_atomic, write_text_atomic
 from finai_models.config import Settings
 from finai_models.errors import FinAIError
 from finai_models.monitoring.config import monitoring_config
@@ -34,16 +34,8 @@ PREVIOUS_AND_THIS = dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=0,
                                                   allow_nonexistent_upstream_partitions=True)
 
 
-def monitoring_dir(s: Settings, month: str) -> Path:
-    return s.path("artifacts") / "monitoring" / month
-
-
-def recommendations_path(s: Settings, month: str) -> Path:
-    return monitoring_dir(s, month) / "recommendations.parquet"
-
-
 def read_recommendations(s: Settings, month: str) -> pa.Table:
-    path = recommendations_path(s, month)
+    path = ArtifactPaths.of(s).recommendations(month)
     if not path.is_file():
         raise FinAIError(f"no recommendations replayed for {month} ({path}); materialize "
                          f"monitoring/recommendations for {month} first")
@@ -76,7 +68,7 @@ def recommendations(context: dg.AssetExecutionContext, finai: FinAIConfig,
     s = finai.load()
     month = context.partition_key
     cfg = monitoring_config(s)["fairness"]["attributes"]
-    replay = replay_bundle(bundle_path(s, month))
+    replay = replay_bundle(ArtifactPaths.of(s).bundle(month))
     ids = [int(c) for c in replay.customer_id]
     with warehouse.get_connection() as con:
         con.register("_ids", pa.table({"customer_id": pa.array(ids, pa.int64()), "pos": np.arange(len(ids))}))
@@ -94,9 +86,8 @@ def recommendations(context: dg.AssetExecutionContext, finai: FinAIConfig,
     outcome = qualified(replay.catalogue, {t.name: np.ma.filled(np.ma.asarray(label_rows[t.name]).astype(
         np.float64), np.nan) for t in s.tasks})
     table = replay_table(replay, attributes, age, outcome)
-    path = recommendations_path(s, month)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path)
+    path = ArtifactPaths.of(s).recommendations(month)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
     shown = {p["id"]: round(float(np.mean([p["id"] in ps for ps in replay.products])), 3) for p in replay.catalogue}
     observable = sorted(p for p, v in outcome.items() if np.isfinite(v).any())
     context.log.info(f"{len(ids):,} customers replayed through the bundle of {month} (students of "
@@ -116,8 +107,8 @@ def fairness(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.Materi
     s = finai.load()
     month = context.partition_key
     report = fairness_of(s, month)
-    path = monitoring_dir(s, month) / "fairness.json"
-    path.write_text(json.dumps(report, indent=1))
+    path = ArtifactPaths.of(s).fairness_report(month)
+    write_text_atomic(path, json.dumps(report, indent=1))
     return dg.MaterializeResult(metadata={
         "passed": report["passed"], "path": dg.MetadataValue.path(str(path)),
         **{f"{a}_violations": len(r["violations"]) for a, r in report["attributes"].items()},
@@ -171,16 +162,15 @@ def drift(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: Duck
                          "both with the same Phase-0 state")
     features = feature_drift(ref_x, cur_x, columns, groups, cfg)
     previous = M.shift(month, -1)
-    before = recommendations_path(s, previous)
+    before = ArtifactPaths.of(s).recommendations(previous)
     previous_outputs = read_outputs(pq.read_table(before)) if before.is_file() else None
     predictions = prediction_drift(previous_outputs, read_outputs(read_recommendations(s, month)), cfg)
-    history = [(p.parent.name, json.loads(p.read_text())["status"])
-               for p in (s.path("artifacts") / "monitoring").glob("*/drift.json") if p.parent.name < month]
+    history = [(m, json.loads(p.read_text())["status"])
+               for m, p in ArtifactPaths.of(s).drift_reports().items() if m < month]
     report = drift_report(month, reference, previous if previous_outputs is not None else None, features,
                           predictions, history, cfg)
-    path = monitoring_dir(s, month) / "drift.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
+    path = ArtifactPaths.of(s).drift_report(month)
+    write_text_atomic(path, json.dumps(report, indent=1))
     context.log.info(f"drift {month}: features {report['feature_status']} (max PSI {features['max_psi']:.3f}), "
                      f"predictions {report['prediction_status']}; critical streak {report['critical_streak']}")
     top = ["| feature | group | PSI | severity |", "|---|---|---:|---|"]
@@ -207,7 +197,7 @@ def _drift_check(report: dict, kind: str) -> dg.AssetCheckResult:
 
 
 def read_drift(s: Settings, month: str) -> dict:
-    path = monitoring_dir(s, month) / "drift.json"
+    path = ArtifactPaths.of(s).drift_report(month)
     if not path.is_file():
         raise FinAIError(f"no drift report for {month}; materialize monitoring/drift for {month} first")
     return json.loads(path.read_text())

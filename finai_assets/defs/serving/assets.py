@@ -4,7 +4,7 @@
 whatever month its students were trained in) and keeps their features, the champion teacher's
 gate weights and percentile grids; ``serving/bundle`` zips the handler, those students and the
 batch, and refuses when the champion changed since the batch was built. Publication is
-``serving/release`` (monitoring), after the month's recommendations passed the fairness checks.
+``serving/release`` (``monitoring/release.py``), after the month's recommendations passed the fairness checks.
 """
 
 import json
@@ -14,28 +14,20 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from finai_assets.defs.automation import REFRESH
-from finai_assets.defs.distill.assets import champion, current_champion, current_inputs
+from finai_assets.defs.distill.assets import champion, current_champion
 from finai_assets.defs.features.assets import feature_group_assets, month_inputs
 from finai_assets.defs.labels.assets import labels
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
-from finai_assets.defs.teacher.assets import _runs_root
+from finai_models.artifacts import ArtifactPaths, write_text_atomic
 from finai_models.config import Settings
 from finai_models.data.store import file_sha256
 from finai_models.errors import FinAIError
 
 
-def batch_dir(s: Settings, month: str) -> Path:
-    return s.path("artifacts") / "serving" / month / "batch"
-
-
-def bundle_path(s: Settings, month: str) -> Path:
-    return s.path("artifacts") / "bundles" / f"finai-{month}.zip"
-
-
 def batch_champion(s: Settings, month: str) -> dict:
     """The champion the month's batch was built with; the bundle refuses any other."""
-    path = batch_dir(s, month).parent / "champion.json"
+    path = ArtifactPaths.of(s).batch_champion(month)
     if not path.is_file():
         raise FinAIError(f"no serving batch for {month}; materialize serving/batch for {month} first")
     built = json.loads(path.read_text())
@@ -55,21 +47,20 @@ def batch(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: Duck
     from finai_models.serving.batch import build_batch, phase0_rows
     from finai_models.serving.config import serving_config
     from finai_models.teacher.data import read_schema
-    from finai_models.teacher.run import current_run
-    from finai_models.teacher.service import default_training_set
 
     s = finai.load()
+    paths = ArtifactPaths.of(s)
     month = context.partition_key
     chosen = current_champion(s)
     trained = chosen["month"]
-    teacher = current_run(_runs_root(s, trained, "ple")) / "teacher.pt"
+    teacher = paths.teacher_run(trained, "ple") / "teacher.pt"
     cfg = serving_config(s)
-    schema = read_schema(default_training_set(s))
+    schema = read_schema(paths.current_training_set())
     with warehouse.get_connection() as con:
         rows = phase0_rows(con, s, month, schema, int(cfg["batch"]["max_customers"]))
-    summary = build_batch(rows, schema, cfg, teacher, Path(chosen["students_dir"]), current_inputs(s, trained),
-                          batch_dir(s, month), seed=int(s.phase0.seed), log=context.log.info)
-    (batch_dir(s, month).parent / "champion.json").write_text(json.dumps(
+    summary = build_batch(rows, schema, cfg, teacher, Path(chosen["students_dir"]), paths.student_inputs(trained),
+                          paths.serving_batch(month), seed=int(s.phase0.seed), log=context.log.info)
+    write_text_atomic(paths.batch_champion(month), json.dumps(
         {k: chosen[k] for k in ("month", "audit_seq", "students_dir", "promoted_at")}))
     gate = summary["gate_student"]
     return dg.MaterializeResult(metadata={
@@ -77,7 +68,7 @@ def batch(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: Duck
         "gate_student_mae": gate.get("mae", float("nan")), "gate_prior_mae": gate.get("prior_mae", float("nan")),
         "gate_top_expert_agreement": gate.get("top_expert_agreement", float("nan")),
         "popularity": dg.MetadataValue.json(summary["popularity"]),
-        "path": dg.MetadataValue.path(str(batch_dir(s, month))),
+        "path": dg.MetadataValue.path(str(paths.serving_batch(month))),
     })
 
 
@@ -90,12 +81,13 @@ def bundle(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.Material
     from finai_serving.bundle import build_bundle
 
     s = finai.load()
+    paths = ArtifactPaths.of(s)
     month = context.partition_key
     chosen = batch_champion(s, month)
     students, passed = Path(chosen["students_dir"]), chosen["fidelity"]
     routes = {t: json.loads((students / t / "student.json").read_text())["route"] for t in passed}
-    out = bundle_path(s, month)
-    manifest = build_bundle(students, passed, batch_dir(s, month), serving_config(s), out,
+    out = paths.bundle(month)
+    manifest = build_bundle(students, passed, paths.serving_batch(month), serving_config(s), out,
                             {"month": month, "model_month": chosen["month"], "routes": routes})
     context.log.info(f"bundle {out.name}: {manifest['zip_bytes'] / 2**20:.1f} MB, students of {chosen['month']}")
     return dg.MaterializeResult(metadata={

@@ -4,7 +4,7 @@ import dagster as dg
 
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
-from finai_assets.defs.serving.assets import batch_dir, bundle, bundle_path
+from finai_assets.defs.serving.assets import bundle
 from finai_models.errors import FinAIError
 
 
@@ -15,10 +15,10 @@ from finai_models.errors import FinAIError
 def bundle_answers(context: dg.AssetCheckExecutionContext, finai: FinAIConfig) -> dg.AssetCheckResult:
     from finai_assets.defs.serving.invoke import first_batch_customer, invoke_bundle
 
-    s = finai.load()
+    paths = finai.paths()
     month = context.partition_key
-    zipped, state = bundle_path(s, month), batch_dir(s, month).parent / "check_state"
-    customer = first_batch_customer(batch_dir(s, month))
+    zipped, state = paths.bundle(month), paths.bundle_check_state(month)
+    customer = first_batch_customer(paths.serving_batch(month))
     try:
         answer, cold = invoke_bundle(zipped, {"action": "recommend", "customer_id": customer, "locale": "ko"}, state)
         bad, _ = invoke_bundle(zipped, {"action": "recommend"}, state)

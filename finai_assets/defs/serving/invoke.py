@@ -1,4 +1,4 @@
-"""Ask a bundle a question the way Lambda would: ``infra/local/invoke_bundle.py`` in a subprocess.
+"""Ask a bundle a question the way Lambda would: ``finai_assets/invoke_bundle.py`` in a subprocess.
 
 The invoker unpacks the zip into an empty folder, verifies every file against the manifest and
 calls the handler in a clean interpreter that sees only the bundle and its runtime packages; the
@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from finai_models.config import REPO_ROOT
+from finai_assets import invoke_bundle as invoker
 from finai_models.errors import FinAIError
 
-INVOKER = REPO_ROOT / "infra" / "local" / "invoke_bundle.py"
+INVOKER = Path(invoker.__file__)     # run as a script: its clean child interpreter must not import finai_assets
 
 
 def invoke_bundle(bundle: Path, event: dict[str, Any], state: Path) -> tuple[dict[str, Any], str]:

@@ -13,22 +13,16 @@ training runs at a time on the machine.
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import dagster as dg
 
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
 from finai_assets.defs.training.assets import training_set
-from finai_models.config import Settings
-from finai_models.teacher.run import current_run, teacher_config, variant
+from finai_models.artifacts import ArtifactPaths, write_text_atomic
+from finai_models.teacher.run import teacher_config, variant
 
 TRAINING_POOL = "gpu_training"
-ARCHITECTURES = ("ple", "mmoe", "shared_bottom")
-
-
-def _runs_root(s: Settings, month: str, name: str) -> Path:
-    return s.path("artifacts") / "teacher" / "runs" / month / name
 
 
 def _train(context: dg.AssetExecutionContext, finai: FinAIConfig, pipes: dg.PipesSubprocessClient,
@@ -49,8 +43,8 @@ def _train(context: dg.AssetExecutionContext, finai: FinAIConfig, pipes: dg.Pipe
     result = invocation.get_materialize_result()
     metadata = dict(result.metadata or {})
     metadata["epochs_this_run"] = len(epochs)
-    metadata["metrics_json"] = dg.MetadataValue.path(str(current_run(_runs_root(s, context.partition_key,
-                                                                                  architecture)) / "metrics.json"))
+    run = finai.paths().teacher_run(context.partition_key, architecture)
+    metadata["metrics_json"] = dg.MetadataValue.path(str(run / "metrics.json"))
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -78,10 +72,9 @@ def lightgbm_baseline(context: dg.AssetExecutionContext, finai: FinAIConfig) -> 
     """Per-task LightGBM on hard labels, early-stopped on the validation months (the bar to clear)."""
     from finai_models.teacher.baselines import train_lightgbm_baseline
     from finai_models.teacher.report import metrics_table
-    from finai_models.teacher.service import default_training_set
-
     s = finai.load()
-    summary = train_lightgbm_baseline(s, default_training_set(s), _runs_root(s, context.partition_key, "lightgbm"),
+    paths = ArtifactPaths.of(s)
+    summary = train_lightgbm_baseline(s, paths.current_training_set(), paths.lightgbm_run(context.partition_key),
                                       log=context.log.info)
     test = summary["test"]
     return dg.MaterializeResult(metadata={
@@ -97,15 +90,15 @@ def lightgbm_baseline(context: dg.AssetExecutionContext, finai: FinAIConfig) -> 
 def comparison(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
     """One table, every task: teacher vs per-task LightGBM vs shared-bottom vs MMoE on the test months,
     each with a 95% interval, and every model's paired advantage over LightGBM (win / tie / loss)."""
-    from finai_models.teacher.compare import compare
+    from finai_models.teacher.compare import MODELS, compare
 
     s = finai.load()
     month = context.partition_key
-    table = compare(s, {name: _runs_root(s, month, name) for name in ("ple", "lightgbm", "shared_bottom", "mmoe")})
-    out = s.path("artifacts") / "teacher" / "comparison" / month
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text(table["markdown"])
-    (out / "comparison.json").write_text(json.dumps(table["result"], indent=1))
+    paths = ArtifactPaths.of(s)
+    table = compare(s, {name: paths.teacher_runs(month, name) for name in MODELS})
+    out = paths.comparison(month)
+    write_text_atomic(out / "comparison.md", table["markdown"])
+    write_text_atomic(out / "comparison.json", json.dumps(table["result"], indent=1))
     verdicts = table["verdicts"]
     return dg.MaterializeResult(metadata={
         "table": dg.MetadataValue.md(table["markdown"]),
@@ -125,10 +118,11 @@ def ablation(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.Materi
     s = finai.load()
     cfg = teacher_config(s)["ablation"]
     month = context.partition_key
+    paths = ArtifactPaths.of(s)
     results = {}
     for name in cfg["variants"]:
         options = variant(name)
-        root = _runs_root(s, month, f"ablation/{name}")
+        root = paths.teacher_runs(month, f"ablation/{name}")
         command = [sys.executable, "-m", "finai_models.teacher.service", "--month", month, "--out", str(root),
                    "--epochs", str(cfg["epochs"]), "--max-train-rows", str(cfg["max_train_rows"])]
         if "without" in options:
@@ -138,10 +132,9 @@ def ablation(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.Materi
         command += [f"--{k.replace('_', '-')}" for k in ("adatt", "grad_surgery") if options.get(k)]
         context.log.info(f"ablation {name}: {' '.join(command[3:])}")
         subprocess.run(command, check=True, env=finai.env())
-        results[name] = json.loads((current_run(root) / "metrics.json").read_text())
+        results[name] = json.loads((paths.teacher_run(month, f"ablation/{name}") / "metrics.json").read_text())
     table = ablation_table(results)
-    out = s.path("artifacts") / "teacher" / "ablation" / month
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ablation.md").write_text(table)
+    out = paths.ablation(month)
+    write_text_atomic(out / "ablation.md", table)
     return dg.MaterializeResult(metadata={"table": dg.MetadataValue.md(table), "variants": len(results),
                                           "path": dg.MetadataValue.path(str(out / "ablation.md"))})

@@ -6,13 +6,11 @@ import dagster as dg
 
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
-from finai_assets.defs.teacher.assets import _runs_root, ple
-from finai_models.teacher.run import current_run
+from finai_assets.defs.teacher.assets import ple
 
 
 def _metrics(finai: FinAIConfig, month: str) -> dict:
-    s = finai.load()
-    return json.loads((current_run(_runs_root(s, month, "ple")) / "metrics.json").read_text())
+    return json.loads((finai.paths().teacher_run(month, "ple") / "metrics.json").read_text())
 
 
 @dg.asset_check(asset=ple, blocking=True, partitions_def=snapshot_months,

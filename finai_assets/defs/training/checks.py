@@ -8,13 +8,13 @@ import pyarrow.parquet as pq
 
 from finai_assets.defs.resources import FinAIConfig
 from finai_assets.defs.training.assets import training_set
+from finai_models.artifacts import ArtifactPaths
 from finai_models.phase0.group_power import single_group_power
 from finai_models.phase0.leakage import label_correlation_findings, label_named_columns, split_gap_findings
 
 
 def _current(s) -> tuple:
-    root = s.path("artifacts") / "training_set"
-    folder = root / (root / "CURRENT").read_text().strip()
+    folder = ArtifactPaths.of(s).current_training_set()
     return folder, json.loads((folder / "feature_schema.json").read_text())
 
 

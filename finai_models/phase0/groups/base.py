@@ -57,13 +57,6 @@ class FeatureGroupModel(ABC):
             self.load_state_dict({k: z[k] for k in z.files})
 
 
-def window_last(x: MonthInputs, months: int) -> np.ndarray:
-    """Boolean [n, lookback] mask of the last ``months`` months (t-months+1 .. t)."""
-    mask = np.zeros(x.present.shape, bool)
-    mask[:, -months:] = True
-    return mask & x.present
-
-
 def per_customer(values: np.ndarray, offsets: np.ndarray, reduce: np.ufunc, empty: float) -> np.ndarray:
     """Reduce flat per-transaction values to one value per customer (``empty`` where none)."""
     n = len(offsets) - 1

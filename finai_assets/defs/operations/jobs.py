@@ -16,9 +16,9 @@ from finai_assets.defs.features.assets import feature_group_assets, fitted_state
 from finai_assets.defs.governance.assets import model_card
 from finai_assets.defs.labels.assets import labels
 from finai_assets.defs.monitoring.assets import drift, fairness, recommendations
+from finai_assets.defs.monitoring.release import release
 from finai_assets.defs.raw.assets import card_transactions, customers, monthly_snapshots, raw_dataset
 from finai_assets.defs.serving.assets import batch, bundle
-from finai_assets.defs.serving.release import release
 from finai_assets.defs.teacher.assets import ablation, comparison, lightgbm_baseline, mmoe, ple, shared_bottom
 from finai_assets.defs.training.assets import training_set
 

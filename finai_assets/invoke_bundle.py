@@ -21,8 +21,9 @@ Command line: the handler's JSON response goes to stdout; the included packages,
 output (Lambda's log stream) and the cold start go to stderr. Exit 0 when the handler returned a
 dict, 1 with a one-line reason otherwise (a refused bundle runs nothing).
 
-``infra`` is not a package: tests load this file with ``importlib.util.spec_from_file_location`` and
-call ``unpack``, ``invoke`` or ``invoke_timed``.
+It ships in the finai_assets package (``python -m finai_assets.invoke_bundle``), so an installed
+wheel can check its bundles; it imports only the standard library, and tests import it to call
+``unpack``, ``invoke`` or ``invoke_timed``.
 """
 
 from __future__ import annotations
