@@ -28,6 +28,10 @@ from finai_models.config_models import (
 from finai_models.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# A checkout runs on its own configs/ and keeps its work in .finai/; an installed wheel carries the
+# default configs as package data (pyproject.toml: force-include) and works in the current directory.
+IN_CHECKOUT = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "configs").is_dir()
+DEFAULT_CONFIG_DIR = REPO_ROOT / "configs" if IN_CHECKOUT else Path(__file__).with_name("packaged_configs")
 TASK_TYPES = ("binary", "multiclass", "regression")
 
 
@@ -223,15 +227,16 @@ def load_settings(config_dir: Path | str | None = None, dataset: str | None = No
                   workdir: Path | str | None = None) -> Settings:
     """Read and validate every config file, once per process for the same arguments and files.
 
-    ``config_dir`` defaults to ``$FINAI_CONFIG_DIR`` or the repository's ``configs/``;
-    ``dataset`` to ``$FINAI_DATASET`` or ``pipeline.yaml: dataset``; ``workdir`` to
-    ``$FINAI_WORKDIR`` or ``<repo>/.finai``. The result is cached: Dagster resources call this
-    on every asset, and a second call with the same arguments returns the same object without
-    reading a file, unless a config file's size or modification time changed since.
+    ``config_dir`` defaults to ``$FINAI_CONFIG_DIR`` or the repository's ``configs/`` (an installed
+    wheel's packaged copy); ``dataset`` to ``$FINAI_DATASET`` or ``pipeline.yaml: dataset``; ``workdir``
+    to ``$FINAI_WORKDIR`` or ``<repo>/.finai`` (``./.finai`` outside a checkout). The result is cached:
+    Dagster resources call this on every asset, and a second call with the same arguments returns the
+    same object without reading a file, unless a config file's size or modification time changed since.
     """
-    cdir = Path(config_dir or os.environ.get("FINAI_CONFIG_DIR") or REPO_ROOT / "configs")
+    cdir = Path(config_dir or os.environ.get("FINAI_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
     name = dataset or os.environ.get("FINAI_DATASET") or None
-    root = Path(workdir or os.environ.get("FINAI_WORKDIR") or REPO_ROOT / ".finai").resolve()
+    home = REPO_ROOT if IN_CHECKOUT else Path.cwd()
+    root = Path(workdir or os.environ.get("FINAI_WORKDIR") or home / ".finai").resolve()
     return _load_settings(cdir, name, root, _stamp(cdir))
 
 
