@@ -71,6 +71,12 @@ class Side:
 
 @dataclass(frozen=True)
 class FeatureSchema:
+    """A training set's column layout; immutable, and consistent once constructed (``__post_init__``).
+
+    ``version`` is the training set's fingerprint; ``format`` the schema's own format number, so a
+    reader can refuse a file it does not understand instead of misreading it.
+    """
+
     version: str
     columns: tuple[str, ...]
     groups: tuple[Group, ...]
