@@ -189,7 +189,7 @@ def run_child(rows: int, rounds: int | None) -> dict[str, Any]:
     if rounds:   # a smoke check: cap every student's boosting rounds
         cfg = replace(cfg, overrides={t.name: {**cfg.overrides.get(t.name, {}), "n_estimators": min(
             rounds, int(cfg.lightgbm_for(t.name).get("n_estimators", 300)))} for t in cfg.tasks})
-    n_raw, n_log = len(schema["columns"]) - len(schema["log_columns"]), len(schema["log_columns"])
+    n_raw, n_log = len(schema.raw_columns), len(schema.log_columns)
     sizes, caps = split_rows(rows), {"train": cfg.max_train_rows, "validation": cfg.max_validation_rows}
     scored = {p: min(n, caps.get(p, n)) for p, n in sizes.items()}
     teacher = make_teacher(cfg.tasks, n_raw + n_log, cfg.seed)
@@ -199,7 +199,7 @@ def run_child(rows: int, rounds: int | None) -> dict[str, Any]:
     r["teacher_s"] = teacher_seconds(sum(scored.values()), r["threads"], cfg.seed)
     r["peak_mb"] = {"teacher": peak_mb()}
     log(f"  {rows:,} rows: the PLE teacher scored {sum(scored.values()):,} rows in {r['teacher_s']:.1f} s")
-    meta: dict[str, Any] = {"training_set": "synthetic", "teacher": "synthetic", "columns": schema["columns"],
+    meta: dict[str, Any] = {"training_set": "synthetic", "teacher": "synthetic", "columns": list(schema.columns),
                             "rows": {}, "months": MONTHS}
     with tempfile.TemporaryDirectory(prefix="finai-bench-distill-") as tmp:   # never under the repository
         inputs, students = Path(tmp) / "inputs", Path(tmp) / "students"

@@ -168,7 +168,7 @@ def measure(bundle: Path | None, reps: int) -> dict[str, Any]:
         ids = list(m.batch_ids)
         batch_events = [{"action": "recommend", "customer_id": c, "locale": "ko" if i % 2 else "en"}
                         for i, c in enumerate(ids)]
-        columns = m.schema["raw_columns"]
+        columns = m.schema.raw_columns
         fresh_events = [{"action": "recommend", "customer_id": f"new-{i}", "locale": "en",
                          "features": dict(zip(columns, m.batch_raw[i].tolist(), strict=True))} for i in range(50)]
         call = lambda event: handle(svc, event)  # noqa: E731

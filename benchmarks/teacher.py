@@ -74,13 +74,15 @@ def log(message: str) -> None:
 
 
 # --- the spec, the data and one training step ------------------------------------------------------
-def feature_schema(settings) -> dict[str, Any]:
-    """A training set's ``feature_schema.json`` as Phase 0 writes it, without the rows: the groups'
-    own column names, the ``_log`` copies and the code columns (``codes``: column -> vocabulary)."""
+def feature_schema(settings) -> Any:
+    """A training set's ``FeatureSchema`` as Phase 0 builds it (``schema_for``), without the rows: the
+    groups' own column names, the ``_log`` copies and the code columns (``codes``: column -> vocabulary)."""
     from finai_models.phase0.groups import build_groups
-    from finai_models.phase0.normalize import code_vocabulary, column_kind
+    from finai_models.phase0.normalize import column_kind
+    from finai_models.phase0.schema import schema_for
+    from finai_serving.schema import Side, code_vocabulary
 
-    columns, groups, log_columns = [], [], []
+    columns, groups, log_columns = [], {}, []
     for g, model in zip(settings.feature_groups, build_groups(settings), strict=True):
         if g.name == "mcc_top30_multihot":   # fitted names: the training months' top MCCs
             names = [f"mcc_{code}" for code in settings.mcc.codes[:g.dim - 1]] + ["mcc_other_count"]
@@ -88,23 +90,21 @@ def feature_schema(settings) -> dict[str, Any]:
             names = list(model.column_names())
         if len(names) != g.dim:
             raise RuntimeError(f"group {g.name} names {len(names)} columns, configured dim {g.dim}")
-        groups.append({"name": g.name, "start": len(columns), "end": len(columns) + g.dim})
+        groups[g.name] = names
         columns += names
         log_columns += [c for c in names if column_kind(c) != "code"][:LOG_COPIES.get(g.name, 0)]
     codes = {c: code_vocabulary(c) for c in columns if column_kind(c) == "code"}
-    return {"version": "bench", "state_version": None, "columns": columns + [f"{c}_log" for c in log_columns],
-            "groups": groups, "log_columns": log_columns, "experts": {}, "codes": codes,
-            "tasks": [{"name": t.name, "type": t.type} for t in settings.tasks],
-            "side": {"sequence_shape": list(SEQUENCE_SHAPE), "diagram_shape": list(DIAGRAM_SHAPE)}}
+    return schema_for(settings, groups, "bench", log_columns=log_columns, codes=codes,
+                      side=Side(sequence_shape=SEQUENCE_SHAPE, diagram_shape=DIAGRAM_SHAPE))
 
 
-def code_max(schema: dict[str, Any]) -> Any:
+def code_max(schema) -> Any:
     """Per column the largest code (``-1``: not a code column), as ``InputEncoder.code_max``."""
     import numpy as np
 
-    index = {c: j for j, c in enumerate(schema["columns"])}
-    out = np.full(len(schema["columns"]), -1, np.int64)
-    for column, vocabulary in schema["codes"].items():
+    index = {c: j for j, c in enumerate(schema.columns)}
+    out = np.full(len(schema.columns), -1, np.int64)
+    for column, vocabulary in schema.codes.items():
         out[index[column]] = CODE_MAX.get(vocabulary, DEFAULT_CODE_MAX)
     return out
 

@@ -6,7 +6,7 @@ Layout (unzipped, it is the Lambda task root)::
     model/trees.so, model/compiled.json   every student's trees compiled to C, and the library's layout
     model/manifest.json                   format, month, runtime packages, SHA-256 of every other file
     model/serving.json                    catalogue, constraints, fallback, reason templates, Safety Gate
-    model/schema.json                     raw feature columns, normalizer, feature groups, MCC vocabulary
+    model/schema.json                     the training set's FeatureSchema (finai_serving.schema), MCC vocabulary added
     model/population.json                 percentile grids, popularity, label priors (monthly batch)
     model/customers.npz                   the batch customers' raw features and teacher gate weights
     model/gate_student.npz                gate weights for customers absent from the batch

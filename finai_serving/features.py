@@ -41,17 +41,6 @@ class Normalization:
         return out.astype(np.float32)
 
 
-def output_groups(groups: Sequence[Mapping[str, Any]], raw_columns: Sequence[str],
-                  output_columns: Sequence[str]) -> np.ndarray:
-    """Feature-group index of every output column (a ``_log`` copy belongs to its column's group)."""
-    group_of = np.empty(len(raw_columns), np.int64)
-    for g, group in enumerate(groups):
-        group_of[group["start"]:group["end"]] = g
-    index = {c: j for j, c in enumerate(raw_columns)}
-    return np.array([group_of[index[c] if c in index else index[c.removesuffix("_log")]] for c in output_columns],
-                    np.int64)
-
-
 class FactReader:
     """Plain facts of one raw feature row; a fact whose inputs are missing (NaN) is left out."""
 

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from finai_serving.compiled import CompiledScorer
-from finai_serving.features import FactReader, Facts, Normalization, output_groups
+from finai_serving.features import FactReader, Facts, Normalization
 from finai_serving.gates import predict_gates
+from finai_serving.schema import FeatureSchema
 from finai_serving.student import Student
 
 MANIFEST = "model/manifest.json"
@@ -68,18 +69,18 @@ class ServingModel:
         model = root / "model"
         self.root, self.manifest = root, manifest
         self.cfg: dict[str, Any] = json.loads((model / "serving.json").read_text())
-        self.schema: dict[str, Any] = json.loads((model / "schema.json").read_text())
+        self.schema = FeatureSchema.load(model / "schema.json")
         self.population: dict[str, Any] = json.loads((model / "population.json").read_text())
         self.tasks: list[dict[str, Any]] = self.cfg["tasks"]
         self.scorer = scorer or self.cfg["scorer"]
         self.students = {t["name"]: Student.load(model / "students" / t["name"], trees=self.scorer == "trees")
                          for t in self.tasks}
         self.compiled = self._compiled(model) if self.scorer == "compiled" else None
-        self.norm = Normalization(self.schema["normalizer"])
-        self.raw_index = {c: j for j, c in enumerate(self.schema["raw_columns"])}
-        self.group_names = [g["name"] for g in self.schema["groups"]]
-        self.groups = output_groups(self.schema["groups"], self.schema["raw_columns"], self.norm.output_columns)
-        self.facts = FactReader(self.schema["raw_columns"], self.schema["lag_vocab"],
+        self.norm = Normalization(self.schema.normalizer)
+        self.raw_index = {c: j for j, c in enumerate(self.schema.raw_columns)}
+        self.group_names = list(self.schema.group_names)
+        self.groups = self.schema.group_index()         # of every column the students read
+        self.facts = FactReader(self.schema.raw_columns, self.schema.lag_vocab,
                                 {int(k): v for k, v in self.cfg["mcc_category"].items()})
         self.holds = {p: self.raw_index[f"holds_{p}"] for p in self.cfg["products"]}
         with np.load(model / "customers.npz") as batch:

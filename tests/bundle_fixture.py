@@ -97,7 +97,7 @@ def build(root: Path, write_training_set, edit_distill: Callable[[dict], None] |
 
     schema = read_schema(training_set)
     test = load_split(training_set, "test", schema, ())
-    norm = schema["normalizer"]
+    norm = schema.normalizer
     raw = (test.x * np.asarray(norm["std"], np.float32) + np.asarray(norm["mean"], np.float32)).astype(np.float32)
     rows = BatchRows(test.customer_id, raw, {k: test.side[k] for k in (SEQUENCE, SEQUENCE_MASK, DIAGRAMS,
                                                                           DIAGRAM_MASK)},
@@ -111,4 +111,4 @@ def build(root: Path, write_training_set, edit_distill: Callable[[dict], None] |
         z.extractall(unpacked)
     return {"settings": settings, "zip": zipped, "root": unpacked, "manifest": manifest, "passed": passed,
             "students": students, "inputs": inputs, "customer_ids": [str(c) for c in test.customer_id],
-            "raw": raw, "columns": norm["columns"], "config": scfg}
+            "raw": raw, "columns": list(schema.raw_columns), "config": scfg}

@@ -30,7 +30,9 @@ from finai_assets.instance import INSTANCE_TEMPLATE, ensure_dagster_home
 from finai_models.artifacts import ArtifactPaths, set_current
 from finai_models.config import REPO_ROOT, Settings, load_settings
 from finai_models.data.generate import generate_synthetic
+from finai_models.phase0.schema import SCHEMA_FILE, label_column, schema_for
 from finai_models.phase0.side_inputs import SideInputs, save_side
+from finai_serving.schema import Side
 
 _SESSION_DIR = Path(tempfile.gettempdir()) / "finai-tests-unset"   # pytest_configure makes the session's own
 
@@ -118,13 +120,14 @@ def _labels(settings: Settings, x: np.ndarray, rng: np.random.Generator) -> dict
 def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0, column_name=None,
                        normalizer=None) -> Path:
     """``column_name(group, i)`` names the columns (default ``<group>__<i>``); ``normalizer(columns)``
-    gives the schema a normalizer (default none)."""
+    gives the schema a normalizer (default the identity); the schema comes from ``schema_for``, as Phase 0's."""
     rng = np.random.default_rng(seed)
     column_name = column_name or (lambda group, i: f"{group}__{i:03d}")
-    columns, groups = [], []
-    for g in settings.feature_groups:
-        groups.append({"name": g.name, "start": len(columns), "end": len(columns) + g.dim})
-        columns += [column_name(g.name, i) for i in range(g.dim)]
+    names = {g.name: [column_name(g.name, i) for i in range(g.dim)] for g in settings.feature_groups}
+    raw = [c for group in names.values() for c in group]
+    schema = schema_for(settings, names, version, normalizer=normalizer(raw) if normalizer else None, rows=ROWS,
+                        side=Side(sequence_shape=(12, 11), diagram_shape=(4, 16)))
+    columns = list(schema.columns)
     out = ArtifactPaths.of(settings).training_sets() / version
     out.mkdir(parents=True, exist_ok=True)
     for part, n in ROWS.items():
@@ -132,18 +135,14 @@ def write_training_set(settings: Settings, version: str = "tiny", seed: int = 0,
         labels = _labels(settings, x, rng)
         arrays = {"customer_id": np.arange(n, dtype=np.int64), "month": np.array([MONTHS[part]] * n)}
         arrays.update({c: x[:, j] for j, c in enumerate(columns)})
-        arrays.update({f"label__{k}": v for k, v in labels.items()})
+        arrays.update({label_column(k): v for k, v in labels.items()})
         pq.write_table(pa.table(arrays), out / f"{part}.parquet")
         mask = np.arange(12)[None, :] >= rng.integers(0, 11, size=(n, 1))
         sequence = np.where(mask[..., None], rng.normal(size=(n, 12, 11)), 0).astype(np.float32)
         birth = rng.random((n, 4, 16)).astype(np.float32)
         diagrams = np.stack([birth, birth + rng.random((n, 4, 16)).astype(np.float32)], axis=-1)
         save_side(SideInputs(sequence, mask, diagrams, np.ones((n, 4, 16), bool)), out, part)
-    schema = {"version": version, "state_version": None, "columns": columns, "groups": groups, "log_columns": [],
-              "experts": {}, "tasks": [{"name": t.name, "type": t.type} for t in settings.tasks],
-              "split": {}, "rows": ROWS, "normalizer": normalizer(columns) if normalizer else {},
-              "side": {"sequence_shape": [12, 11], "diagram_shape": [4, 16]}}
-    (out / "feature_schema.json").write_text(json.dumps(schema))
+    schema.save(out / SCHEMA_FILE)
     set_current(out.parent, version)
     return out
 

@@ -93,8 +93,8 @@ def prepare(workdir: Path, customers: int, rows_per_month: int, seed: int, log=p
     record: dict[str, Any] = {"customers": customers, "seed": seed, "rows_per_month": rows_per_month,
                               "dataset": manifest["fingerprint"], "state_version": state.version,
                               "training_set": str(folder.resolve().relative_to(workdir.resolve())),
-                              "rows": schema["rows"], "split": schema["split"],
+                              "rows": dict(schema.rows), "split": {p: list(m) for p, m in schema.split.items()},
                               "seconds": {k: round(v, 1) for k, v in timings.items()}}
     done.write_text(json.dumps(record, indent=1))
-    log(f"training set ready in {sum(timings.values()):.0f} s: {schema['rows']}")
+    log(f"training set ready in {sum(timings.values()):.0f} s: {dict(schema.rows)}")
     return settings, folder, record

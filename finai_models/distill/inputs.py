@@ -104,13 +104,13 @@ def prepare_inputs(cfg: DistillConfig, training_set: Path, teacher_path: Path, o
     """Write the shared inputs of a month's students under ``out_root/<id>``; returns that folder."""
     schema = read_schema(training_set)
     model, spec, encoder = load_teacher(teacher_path)
-    check_same_columns(list(spec.columns), schema["columns"], teacher_path, training_set)
+    check_same_columns(list(spec.columns), list(schema.columns), teacher_path, training_set)
     names = {t.name for t in spec.tasks}
     absent = [t.name for t in cfg.tasks if t.name not in names]
     if absent:
         raise FinAIError(f"the teacher at {teacher_path} has no head for task(s) {absent} of tasks.yaml")
     caps = {"train": cfg.max_train_rows, "validation": cfg.max_validation_rows, "test": None}
-    identity = {"training_set": schema["version"], "teacher": _file_id(teacher_path), "rows": caps,
+    identity = {"training_set": schema.version, "teacher": _file_id(teacher_path), "rows": caps,
                 "seed": cfg.seed, "temperature": cfg.temperature, "routing": cfg.routing}
     out = Path(out_root) / fingerprint(identity)
     if (out / "inputs.json").is_file():
@@ -120,8 +120,8 @@ def prepare_inputs(cfg: DistillConfig, training_set: Path, teacher_path: Path, o
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     torch.set_num_threads(int(cfg.lightgbm.get("num_threads", 2)))
-    meta: dict[str, Any] = {"training_set": schema["version"], "teacher": str(teacher_path),
-                            "columns": schema["columns"], "rows": {}, "months": {}, "seconds": {}}
+    meta: dict[str, Any] = {"training_set": schema.version, "teacher": str(teacher_path),
+                            "columns": list(schema.columns), "rows": {}, "months": {}, "seconds": {}}
     for part in PARTS:
         started = time.perf_counter()
         data = load_split(training_set, part, schema, spec.tasks)

@@ -8,6 +8,7 @@ group carries signal; the table is reported in the asset check's metadata.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -15,6 +16,7 @@ import numpy as np
 
 from finai_models.config import Task
 from finai_models.metrics import auc, macro_ovr_auc, r2
+from finai_serving.schema import Group
 
 PARAMS = {"learning_rate": 0.15, "num_leaves": 15, "min_data_in_leaf": 10, "feature_fraction": 0.8,
           "bagging_fraction": 0.8, "bagging_freq": 1, "max_bin": 63, "num_threads": 1, "verbose": -1}
@@ -55,13 +57,13 @@ def _fit_score(objective, classes, x_tr, y_tr, x_va, y_va, seed) -> float:
 
 
 def single_group_power(x_train: np.ndarray, labels_train: dict[str, np.ndarray], x_valid: np.ndarray,
-                       labels_valid: dict[str, np.ndarray], groups: list[dict[str, Any]], tasks: list[Task],
+                       labels_valid: dict[str, np.ndarray], groups: Sequence[Group], tasks: list[Task],
                        seed: int) -> list[dict[str, Any]]:
     """One row per group: per-task lift over shuffled labels and the best task."""
     rng = np.random.default_rng(seed)
     results = []
     for group in groups:
-        cols = slice(group["start"], group["end"])
+        cols = slice(group.start, group.end)
         x_tr, x_va = x_train[:, cols], x_valid[:, cols]
         lifts: dict[str, float] = {}
         scores: dict[str, float] = {}
@@ -80,7 +82,7 @@ def single_group_power(x_train: np.ndarray, labels_train: dict[str, np.ndarray],
             lifts[task.name] = real - baseline if np.isfinite(real) else float("-inf")
         best = max(lifts, key=lifts.get) if lifts else None
         results.append({
-            "group": group["name"], "columns": group["end"] - group["start"],
+            "group": group.name, "columns": group.end - group.start,
             "varying_columns": int((x_tr.std(axis=0) > 0).sum()),
             "best_task": best, "best_score": scores.get(best, float("nan")),
             "best_lift": lifts.get(best, float("nan")), "lifts": lifts,

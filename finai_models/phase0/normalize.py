@@ -12,7 +12,6 @@ so the training split never has to fit in memory at once.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,22 +23,6 @@ CODE_SUFFIXES = ("_code", "_id", "_state", "_cluster", "_mcc", "_hour")
 PROB_MARKERS = ("_prob", "posterior")
 MIN_DISTINCT_FOR_LOG = 20
 MIN_SKEW_FOR_LOG = 2.0
-
-
-LAG_SLOT = re.compile(r"^lag_\d+_")
-
-
-def code_vocabulary(name: str) -> str:
-    """The vocabulary a code column draws from: the K slots of the lag tensor share one per field
-    (``lag_001_mcc`` .. ``lag_200_mcc`` are all ``lag_mcc``), so the teacher learns one MCC embedding
-    instead of 200; every other code column is its own vocabulary."""
-    return LAG_SLOT.sub("lag_", name)
-
-
-def code_vocabularies(normalizer: dict[str, Any]) -> dict[str, str]:
-    """Code column -> vocabulary, from a fitted normalizer's column kinds (the feature schema's ``codes``)."""
-    return {c: code_vocabulary(c) for c, k in zip(normalizer["columns"], normalizer["kinds"], strict=True)
-            if k == "code"}
 
 
 def column_kind(name: str) -> str | None:

@@ -4,17 +4,16 @@ Rows are (customer, snapshot month) pairs of the split's months, at most ``max_r
 each (seeded sample, the same customers in both passes). Pass 1 accumulates training statistics
 month by month; pass 2 writes ``train/validation/test.parquet`` with normalized features (plus
 ``_log`` copies) and the 13 labels, with row-aligned side tensors (monthly sequence, persistence
-diagrams; ``side_inputs``) as ``<part>.<tensor>.npy``. ``feature_schema.json`` records column order, group ranges,
-expert routing and the normalizer, so training and serving read columns the same way.
+diagrams; ``side_inputs``) as ``<part>.<tensor>.npy``. ``feature_schema.json`` (a
+``finai_serving.schema.FeatureSchema``) records column order, group ranges, expert routing and the
+normalizer, so training and serving read columns the same way.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -28,8 +27,10 @@ from finai_models.data.store import fingerprint
 from finai_models.errors import FinAIError
 from finai_models.phase0.features import feature_path
 from finai_models.phase0.inputs import SERIES
-from finai_models.phase0.normalize import MomentAccumulator, Normalizer, code_vocabularies
+from finai_models.phase0.normalize import MomentAccumulator, Normalizer
+from finai_models.phase0.schema import SCHEMA_FILE, label_column, schema_for
 from finai_models.phase0.side_inputs import SideInputs, month_side_inputs, save_side, sequence_moments, standardise
+from finai_serving.schema import FeatureSchema, Side
 
 SPLITS = ("train", "validation", "test")
 
@@ -45,14 +46,10 @@ def split_months(settings: Settings) -> dict[str, list[str]]:
     return {part: M.month_range(*settings.split[part]) for part in SPLITS}
 
 
-def feature_columns(settings: Settings, month: str) -> tuple[list[str], list[dict[str, Any]]]:
-    """Column names in config group order and each group's [start, end) range."""
-    columns, ranges = [], []
-    for group in settings.feature_groups:
-        names = pq.read_schema(feature_path(settings, group.name, month)).names[2:]
-        ranges.append({"name": group.name, "start": len(columns), "end": len(columns) + len(names)})
-        columns += names
-    return columns, ranges
+def feature_columns(settings: Settings, month: str) -> dict[str, list[str]]:
+    """Each group's column names, in config group order, as the month's feature files have them."""
+    return {group.name: pq.read_schema(feature_path(settings, group.name, month)).names[2:]
+            for group in settings.feature_groups}
 
 
 def read_month(con: duckdb.DuckDBPyConnection, settings: Settings, month: str, max_rows: int,
@@ -82,25 +79,16 @@ def read_month(con: duckdb.DuckDBPyConnection, settings: Settings, month: str, m
     return MonthRows(ids[rows], np.concatenate(blocks, axis=1)[rows], labels)
 
 
-def expert_routing(settings: Settings, ranges: list[dict[str, Any]], columns: list[str],
-                   normalizer: Normalizer) -> dict[str, list[int]]:
-    """Column indices each expert reads at layer 0: its groups' columns and their ``_log`` copies."""
-    out_index = {c: j for j, c in enumerate(normalizer.output_columns)}
-    routing: dict[str, list[int]] = {}
-    for group, span in zip(settings.feature_groups, ranges, strict=True):
-        names = columns[span["start"]:span["end"]]
-        indices = [out_index[c] for c in names] + [out_index[f"{c}_log"] for c in names
-                                                   if f"{c}_log" in out_index]
-        for expert in group.experts:
-            routing.setdefault(expert, []).extend(indices)
-    return {e: sorted(ix) for e, ix in routing.items()}
-
-
 def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state_version: str,
-                       log=print) -> tuple[Path, dict[str, Any]]:
+                       log=print) -> tuple[Path, FeatureSchema]:
     max_rows = int(settings.pipeline.training_set.max_rows_per_month)
     months = split_months(settings)
-    columns, ranges = feature_columns(settings, months["train"][0])
+    group_columns = feature_columns(settings, months["train"][0])
+    columns = [c for names in group_columns.values() for c in names]
+    ranges, at = [], 0
+    for name, names in group_columns.items():     # ranges in the identity: versions predate the typed schema
+        ranges.append({"name": name, "start": at, "end": at + len(names)})
+        at += len(names)
     identity = {"state": state_version, "split": settings.split, "groups": ranges, "max_rows": max_rows, "side": 1}
     version = fingerprint(identity)
     out = ArtifactPaths.of(settings).training_sets() / version
@@ -117,18 +105,18 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
         sides: list[SideInputs] = []
         fields = [pa.field("customer_id", pa.int64()), pa.field("month", pa.string())]
         fields += [pa.field(c, pa.float32()) for c in out_columns]
-        fields += [pa.field(f"label__{t.name}", pa.float64()) for t in settings.tasks]
-        schema = pa.schema(fields)
+        fields += [pa.field(label_column(t.name), pa.float64()) for t in settings.tasks]
+        table_schema = pa.schema(fields)
         tmp = out / f"{part}.parquet.tmp"
         rows[part] = 0
-        with pq.ParquetWriter(tmp, schema, compression="zstd", compression_level=1) as writer:
+        with pq.ParquetWriter(tmp, table_schema, compression="zstd", compression_level=1) as writer:
             for month in months[part]:
                 data = read_month(con, settings, month, max_rows)
                 x = normalizer.transform(data.features)
                 arrays = [pa.array(data.customer_id), pa.array([month] * len(data.customer_id))]
                 arrays += [pa.array(x[:, j]) for j in range(x.shape[1])]
                 arrays += [pa.array(data.labels[t.name]) for t in settings.tasks]
-                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                writer.write_table(pa.Table.from_arrays(arrays, schema=table_schema))
                 rows[part] += len(data.customer_id)
                 sides.append(month_side_inputs(settings, month, data.customer_id))
         side = SideInputs.concat(sides)
@@ -136,19 +124,11 @@ def build_training_set(con: duckdb.DuckDBPyConnection, settings: Settings, state
         save_side(standardise(side, *moments), out, part)
         os.replace(tmp, out / f"{part}.parquet")
         log(f"training set {part}: {rows[part]:,} rows from {len(months[part])} months")
-    schema_doc = {
-        "version": version, "state_version": state_version, "columns": out_columns, "groups": ranges,
-        "log_columns": normalizer.log_columns, "experts": expert_routing(settings, ranges, columns, normalizer),
-        "tasks": [{"name": t.name, "type": t.type, "classes": t.classes, "column": f"label__{t.name}"}
-                  for t in settings.tasks],
-        "split": {p: list(settings.split[p]) for p in SPLITS}, "rows": rows,
-        "normalizer": normalizer.to_json(), "codes": code_vocabularies(normalizer.to_json()),
-        "side": {"sequence_features": list(SERIES), "sequence_shape": list(side.sequence.shape[1:]),
-                 "sequence_mean": moments[0].tolist(), "sequence_std": moments[1].tolist(),
-                 "diagram_shape": list(side.diagrams.shape[1:3])},
-    }
-    tmp = out / "feature_schema.json.tmp"
-    tmp.write_text(json.dumps(schema_doc, indent=1))
-    os.replace(tmp, out / "feature_schema.json")
+    schema = schema_for(
+        settings, group_columns, version, normalizer=normalizer.to_json(), state_version=state_version,
+        split={p: settings.split[p] for p in SPLITS}, rows=rows,
+        side=Side(tuple(SERIES), tuple(side.sequence.shape[1:]), tuple(side.diagrams.shape[1:3]),
+                  tuple(moments[0].tolist()), tuple(moments[1].tolist())))
+    schema.save(out / SCHEMA_FILE)
     set_current(out.parent, version)
-    return out, schema_doc
+    return out, schema

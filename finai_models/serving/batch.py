@@ -11,6 +11,7 @@ served for a task that has no model or is switched off).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -32,9 +33,10 @@ from finai_models.phase0.training_set import read_month
 from finai_models.teacher.data import TeacherData
 from finai_models.teacher.experts.base import DIAGRAM_MASK, DIAGRAMS, SEQUENCE, SEQUENCE_MASK
 from finai_models.teacher.trainer import predict
-from finai_serving.features import Normalization, output_groups
+from finai_serving.features import Normalization
 from finai_serving.gates import predict_gates
 from finai_serving.recommend import signal_key
+from finai_serving.schema import FeatureSchema
 from finai_serving.student import Student
 
 Log = Callable[[str], None]
@@ -50,13 +52,13 @@ class BatchRows:
     lag_vocab: list[int]             # MCC code of each txn_lag_tensor class (1..V)
 
 
-def phase0_rows(con: duckdb.DuckDBPyConnection, settings: Settings, month: str, schema: dict[str, Any],
+def phase0_rows(con: duckdb.DuckDBPyConnection, settings: Settings, month: str, schema: FeatureSchema,
                 max_customers: int) -> BatchRows:
     """A seeded sample of ``month``'s customers from the Phase-0 features, inputs and fitted state."""
     rows = read_month(con, settings, month, max_customers)
     side = standardise(month_side_inputs(settings, month, rows.customer_id),
-                       np.asarray(schema["side"]["sequence_mean"], np.float32),
-                       np.asarray(schema["side"]["sequence_std"], np.float32))
+                       np.asarray(schema.side.sequence_mean, np.float32),
+                       np.asarray(schema.side.sequence_std, np.float32))
     lag_group, _ = load_group(settings, "txn_lag_tensor")
     return BatchRows(rows.customer_id, rows.features.astype(np.float32),
                      {SEQUENCE: side.sequence, SEQUENCE_MASK: side.sequence_mask, DIAGRAMS: side.diagrams,
@@ -102,11 +104,11 @@ def _quantiles(values: np.ndarray, n: int) -> list[list[float]]:
 
 
 def group_contributions(students: dict[str, Student], catalogue: list[dict[str, Any]], x: np.ndarray,
-                        schema: dict[str, Any]) -> tuple[list[str], np.ndarray]:
+                        schema: FeatureSchema) -> tuple[list[str], np.ndarray]:
     """Every customer's TreeSHAP contributions (LightGBM ``pred_contrib``) summed per feature group, for
     each modelled (task, class) a product signal reads: ``[n, signals, groups]``. The handler reads these
     for batch customers instead of running TreeSHAP per request (about 1 ms per task and customer)."""
-    groups = output_groups(schema["groups"], schema["normalizer"]["columns"], schema["columns"])
+    groups = schema.group_index()
     keys: list[str] = []
     blocks: list[np.ndarray] = []
     for signal in {signal_key(s): s for p in catalogue for s in p["signals"]}.values():
@@ -116,11 +118,11 @@ def group_contributions(students: dict[str, Student], catalogue: list[dict[str, 
         c = student.contributions(x)
         c = c[:, int(signal["class"])] if "class" in signal else c
         cols = student.selected if student.selected is not None else np.arange(len(groups))
-        onehot = np.zeros((len(cols), len(schema["groups"])), np.float64)
+        onehot = np.zeros((len(cols), len(schema.groups)), np.float64)
         onehot[np.arange(len(cols)), groups[cols]] = 1.0
         keys.append(signal_key(signal))
         blocks.append((c @ onehot).astype(np.float32))
-    out = np.stack(blocks, axis=1) if blocks else np.zeros((len(x), 0, len(schema["groups"])), np.float32)
+    out = np.stack(blocks, axis=1) if blocks else np.zeros((len(x), 0, len(schema.groups)), np.float32)
     return keys, out
 
 
@@ -139,12 +141,13 @@ def label_priors(inputs_dir: Path, tasks: list[dict[str, Any]]) -> dict[str, Any
     return priors
 
 
-def build_batch(rows: BatchRows, schema: dict[str, Any], cfg: dict[str, Any], teacher_path: Path,
+def build_batch(rows: BatchRows, schema: FeatureSchema, cfg: dict[str, Any], teacher_path: Path,
                 students_dir: Path, inputs_dir: Path, out: Path, seed: int = 0, log: Log = print) -> dict[str, Any]:
-    """Write ``out/{customers.npz, gate_student.npz, population.json, schema.json}``; returns a summary."""
+    """Write ``out/{customers.npz, gate_student.npz, population.json, schema.json}``; returns a summary.
+    ``schema.json`` is the training set's feature schema with the lag tensor's MCC vocabulary added."""
     started = time.perf_counter()
     batch = cfg["batch"]
-    x = Normalization(schema["normalizer"])(rows.raw)
+    x = Normalization(schema.normalizer)(rows.raw)
     gates, task_order, experts = teacher_gates(teacher_path, x, rows.side)
     names = [t["name"] for t in cfg["tasks"]]
     gates = gates[:, [task_order.index(t) for t in names]]
@@ -157,7 +160,7 @@ def build_batch(rows: BatchRows, schema: dict[str, Any], cfg: dict[str, Any], te
     for name, student in students.items():
         quantiles[name] = None if student.booster is None else _quantiles(student.predict(x), int(batch["quantiles"]))
     contrib_keys, contrib = group_contributions(students, cfg["catalogue"], x, schema)
-    raw_columns = schema["normalizer"]["columns"]
+    raw_columns = list(schema.raw_columns)
     holds = {p: rows.raw[:, raw_columns.index(f"holds_{p}")] > 0.5 for p in cfg["products"]}
     popularity = {p["id"]: round(float(np.mean(np.any([holds[o] for o in p["owned_if"]], axis=0)))
                                  if p["owned_if"] else 0.0, 6) for p in cfg["catalogue"]}
@@ -172,9 +175,7 @@ def build_batch(rows: BatchRows, schema: dict[str, Any], cfg: dict[str, Any], te
                   "popularity": popularity, "priors": label_priors(inputs_dir, cfg["tasks"]),
                   "gate_student": gate_quality}
     (tmp / "population.json").write_text(json.dumps(population))
-    serving_schema = {"raw_columns": raw_columns, "normalizer": schema["normalizer"], "columns": schema["columns"],
-                      "groups": schema["groups"], "lag_vocab": rows.lag_vocab, "training_set": schema["version"]}
-    (tmp / "schema.json").write_text(json.dumps(serving_schema))
+    dataclasses.replace(schema, lag_vocab=tuple(rows.lag_vocab)).save(tmp / "schema.json")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     summary = {"customers": len(x), "seconds": round(time.perf_counter() - started, 1), "gate_student": gate_quality,

@@ -126,7 +126,7 @@ def train_lightgbm_baseline(settings: Settings, training_set: Path, out_dir: Pat
         for p in scores:
             scores[p][task.name] = score(task, booster, parts[p].x)
         log(f"lightgbm {task.name}: {booster.best_iteration} rounds, {time.perf_counter() - started:.0f} s")
-    summary = {"architecture": "lightgbm", "run_dir": str(out_dir), "training_set": schema["version"],
+    summary = {"architecture": "lightgbm", "run_dir": str(out_dir), "training_set": schema.version,
                "rows": {p: len(d) for p, d in parts.items()}, "rounds": rounds, "chosen": chosen,
                "candidates": len(candidates(base)),
                **{p: evaluate(tasks, parts[p].y, scores[p], ranking) for p in scores}}

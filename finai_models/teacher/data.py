@@ -8,7 +8,6 @@ indices for codes); its fitted state travels in the checkpoint.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,11 @@ import pyarrow.parquet as pq
 import torch
 
 from finai_models.errors import DataError, FinAIError
+from finai_models.phase0.schema import SCHEMA_FILE, label_column
 from finai_models.phase0.side_inputs import load_side
 from finai_models.teacher.experts.base import DIAGRAM_MASK, DIAGRAMS, SEQUENCE, SEQUENCE_MASK
 from finai_models.teacher.tasks import TaskSpec
+from finai_serving.schema import FeatureSchema, SchemaError
 
 CLIP = 20.0
 
@@ -87,8 +88,8 @@ class InputEncoder:
     linear between ``QUANTILES`` knots; Gorishniy et al. and the tabular-DL benchmarks found this the
     strongest plain encoding for MLPs): heavy tails, mass points and Phase 0's mixed scales all land
     on one scale, and values beyond the training range clamp to the extreme knot. A column with few
-    distinct values (a flag, a small count) is z-scored instead. A code column (the feature schema's
-    ``codes``) is not a number: it passes through as an integer index, clipped to the largest index
+    distinct values (a flag, a small count) is z-scored instead. A code column (``FeatureSchema.codes``)
+    is not a number: it passes through as an integer index, clipped to the largest index
     seen in training (0 = unseen), for the model's embeddings. NaN becomes 0 (the median's score);
     ``PLETeacher`` adds a 0/1 "was missing" column for every training column that had NaN.
     """
@@ -167,25 +168,19 @@ class InputEncoder:
                             np.asarray(d["code_max"], np.int64))
 
 
-def code_columns(schema: Mapping[str, Any]) -> dict[str, str]:
-    """Code column -> vocabulary, as the feature schema declares it (older schemas: from the kinds)."""
-    from finai_models.phase0.normalize import code_vocabularies
-
-    if "codes" in schema:
-        return dict(schema["codes"])
-    normalizer = schema.get("normalizer") or {}
-    return code_vocabularies(normalizer) if "kinds" in normalizer else {}
-
-
-def read_schema(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / "feature_schema.json"
+def read_schema(folder: Path) -> FeatureSchema:
+    """The training set's validated feature schema; a missing or inconsistent one is a ``DataError``."""
+    path = Path(folder) / SCHEMA_FILE
     if not path.is_file():
-        raise FinAIError(f"no training set at {folder} (missing feature_schema.json); materialize "
+        raise FinAIError(f"no training set at {folder} (missing {SCHEMA_FILE}); materialize "
                          "training/training_set first")
-    return json.loads(path.read_text())
+    try:
+        return FeatureSchema.load(path)
+    except SchemaError as exc:
+        raise DataError(f"{exc}; rebuild training/training_set") from None
 
 
-def load_split(folder: Path, part: str, schema: dict[str, Any], tasks: tuple[TaskSpec, ...],
+def load_split(folder: Path, part: str, schema: FeatureSchema, tasks: tuple[TaskSpec, ...],
                max_rows: int | None = None, seed: int = 0) -> TeacherData:
     """One split of a training set with its side tensors; with ``max_rows``, a seeded sample of that
     many rows from every month of the split (the first rows would be the earliest months only)."""
@@ -197,8 +192,8 @@ def load_split(folder: Path, part: str, schema: dict[str, Any], tasks: tuple[Tas
     keep = np.arange(total) if max_rows is None or max_rows >= total else \
         np.sort(np.random.default_rng(seed).choice(total, size=max_rows, replace=False))
     n = len(keep)
-    columns = schema["columns"]
-    label_cols = [f"label__{t.name}" for t in tasks]
+    columns = list(schema.columns)
+    label_cols = [label_column(t.name) for t in tasks]
     missing = [c for c in label_cols if c not in file.schema_arrow.names]
     if missing:
         raise FinAIError(f"{path} has no label column(s) {missing}; the tasks differ from the training set's")

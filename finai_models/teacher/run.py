@@ -27,7 +27,6 @@ from finai_models.teacher.config import INPUT_OPTIONS, teacher_config
 from finai_models.teacher.data import (
     InputEncoder,
     TeacherData,
-    code_columns,
     load_split,
     nonzero_inputs,
     read_schema,
@@ -109,7 +108,7 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     test = load_split(training_set, "test", schema, tasks)
     for name, part in (("train", train), ("validation", validation), ("test", test)):
         validate(part, tasks, f"training set {name}")
-    codes = [schema["columns"].index(c) for c in code_columns(schema)] if inputs.get("embed_codes", True) else []
+    codes = [schema.columns.index(c) for c in schema.codes] if inputs.get("embed_codes", True) else []
     encoder = InputEncoder.fit(train.x, np.asarray(codes, np.int64), seed=tcfg.seed,
                                quantiles=inputs.get("encoding", "quantile") == "quantile")
     for part in (train, validation, test):
@@ -117,7 +116,7 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
     spec = ModelSpec.from_feature_schema(schema, settings, code_max=encoder.code_max if codes else None)
     if without:
         spec = spec.without(without)
-    identity = {"training_set": schema["version"], "signature": spec.signature(), "model": dataclasses.asdict(mcfg),
+    identity = {"training_set": schema.version, "signature": spec.signature(), "model": dataclasses.asdict(mcfg),
                 "train": {k: v for k, v in dataclasses.asdict(tcfg).items() if k not in ("epochs", "device")},
                 "max_rows": max_rows, "inputs": inputs}
     run_dir = Path(out_root) / fingerprint(identity)
@@ -146,7 +145,7 @@ def train_teacher(settings: Settings, training_set: Path, out_root: Path, *, arc
             if gates is not None:
                 results["gates"] = gate_summary(gates, spec.tasks, model.gate_names)
     summary = {
-        "architecture": architecture, "run_dir": str(run_dir), "training_set": schema["version"],
+        "architecture": architecture, "run_dir": str(run_dir), "training_set": schema.version,
         "experts": list(spec.experts), "gate": mcfg.gate, "adatt": tcfg.adatt, "grad_surgery": tcfg.grad_surgery,
         "parameters": int(sum(p.numel() for p in model.parameters())), "rows": {
             "train": len(train), "validation": len(validation), "test": len(test)},

@@ -17,10 +17,10 @@ import numpy as np
 
 from finai_models.config import Settings
 from finai_models.errors import ConfigError
-from finai_models.teacher.data import code_columns
 from finai_models.teacher.embeddings import CodeLayout
 from finai_models.teacher.experts.base import ExpertInput, Field
 from finai_models.teacher.tasks import TaskSpec, from_config
+from finai_serving.schema import FeatureSchema
 
 EXPERTS = ("deepfm", "temporal", "hgcn", "perslay", "lightgcn", "causal", "optimal_transport")
 TASK_EXPERT = "task_tower"   # routing key of the per-task experts' input (demographics, holdings, GMM)
@@ -87,17 +87,17 @@ class ModelSpec:
                          {e: spec for e in experts})
 
     @staticmethod
-    def from_feature_schema(schema: dict[str, Any], settings: Settings, experts: tuple[str, ...] = EXPERTS,
+    def from_feature_schema(schema: FeatureSchema, settings: Settings, experts: tuple[str, ...] = EXPERTS,
                             code_max: np.ndarray | None = None) -> ModelSpec:
         """Routing from the schema; with ``code_max`` (the input encoder's largest training index per
         column) every declared code column is embedded and its embedding routed with its group."""
-        columns: list[str] = schema["columns"]
-        group_of = _column_groups(schema)
-        codes = CodeLayout() if code_max is None else CodeLayout.build(columns, code_columns(schema), code_max,
+        columns = list(schema.columns)
+        group_of = schema.group_of()
+        codes = CodeLayout() if code_max is None else CodeLayout.build(columns, dict(schema.codes), code_max,
                                                                           group_of)
         coded = set(codes.code_columns)
         slots = codes.slots(len(columns))
-        known = {g["name"] for g in schema["groups"]}
+        known = set(schema.group_names)
         routed: dict[str, list[str]] = {}
         for group in settings.feature_groups:
             for expert in group.experts:
@@ -109,9 +109,7 @@ class ModelSpec:
         missing = [e for e in (*experts, TASK_EXPERT) if e not in routed]
         if missing:
             raise ConfigError(f"no feature group in configs/feature_groups.yaml routes to expert(s) {missing}")
-        side = schema.get("side") or {}
-        seq = tuple(side["sequence_shape"]) if side.get("sequence_shape") else None
-        dgm = tuple(side["diagram_shape"]) if side.get("diagram_shape") else None
+        seq, dgm = schema.side.sequence_shape, schema.side.diagram_shape
         expert_columns, expert_inputs = {}, {}
         for expert in (*experts, TASK_EXPERT):
             index, fields = [], []
@@ -131,28 +129,15 @@ class ModelSpec:
                                                     _extras(expert, tuple(fields), schema, settings))
         return ModelSpec(len(columns), tuple(from_config(t) for t in settings.tasks), tuple(experts),
                          expert_columns, expert_inputs, seq, dgm, tuple(columns),
-                         {"training_set": schema.get("version"), "state_version": schema.get("state_version")}, codes)
+                         {"training_set": schema.version, "state_version": schema.state_version}, codes)
 
 
-def _column_groups(schema: dict[str, Any]) -> dict[str, str]:
-    """Output column -> feature group (a ``_log`` copy belongs to its source column's group)."""
-    raw: dict[str, str] = {}
-    names = [c for c in schema["columns"] if not c.endswith("_log") or c[:-4] not in schema["log_columns"]]
-    for g in schema["groups"]:
-        for c in names[g["start"]:g["end"]]:
-            raw[c] = g["name"]
-    out = dict(raw)
-    for c in schema["log_columns"]:
-        out[f"{c}_log"] = raw[c]
-    return out
-
-
-def _extras(expert: str, fields: tuple[Field, ...], schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+def _extras(expert: str, fields: tuple[Field, ...], schema: FeatureSchema, settings: Settings) -> dict[str, Any]:
     """Static side data: the fitted LightGCN item table, the MCC hierarchy graph."""
-    if expert == "lightgcn" and schema.get("state_version"):
+    if expert == "lightgcn" and schema.state_version:
         from finai_models.phase0.state import state_root
 
-        path = state_root(settings) / schema["state_version"] / "graph_collaborative.npz"
+        path = state_root(settings) / schema.state_version / "graph_collaborative.npz"
         if path.is_file():
             with np.load(path) as z:
                 return {"item_embeddings": z["item_vectors"].astype(np.float32)}

@@ -28,6 +28,8 @@ from finai_models.distill.config import distill_config
 from finai_models.distill.inputs import SchemaMismatch, prepare_inputs
 from finai_models.distill.students import train_student
 from finai_models.errors import ConfigError
+from finai_models.phase0.schema import SCHEMA_FILE, schema_for
+from finai_models.teacher.data import read_schema
 from finai_models.teacher.run import train_teacher
 from finai_serving.audit import AuditLog, AuditTampered, load_or_create_key
 from finai_serving.student import Student, StudentError
@@ -198,10 +200,11 @@ def test_bad_input_gets_a_clear_error(tiny_env, instance, tmp_path):
     _edit_distill(tiny_env.config_dir, tasks={})
     _teacher(tiny_env, MONTH)
     training_set = ArtifactPaths.of(tiny_env).current_training_set()
-    schema = json.loads((training_set / "feature_schema.json").read_text())
-    renamed = schema["columns"][3]
-    schema["columns"][3] = "renamed_column"
-    (training_set / "feature_schema.json").write_text(json.dumps(schema))
+    schema = read_schema(training_set)
+    renamed = schema.columns[3]
+    names = {g.name: ["renamed_column" if c == renamed else c for c in schema.raw_columns[g.start:g.end]]
+             for g in schema.groups}
+    schema_for(tiny_env, names, schema.version, log_columns=schema.log_columns).save(training_set / SCHEMA_FILE)
     with pytest.raises(SchemaMismatch, match=f"1 missing \\['{renamed}'\\], 1 extra \\['renamed_column'\\]"):
         prepare_inputs(distill_config(tiny_env), training_set,
                        ArtifactPaths.of(tiny_env).teacher_run(MONTH, "ple") / "teacher.pt", tmp_path)

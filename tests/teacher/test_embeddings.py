@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from finai_models.config import load_settings
-from finai_models.phase0.normalize import code_vocabularies, code_vocabulary
-from finai_models.teacher.data import InputEncoder, code_columns
+from finai_models.phase0.schema import schema_for
+from finai_models.teacher.data import InputEncoder
 from finai_models.teacher.embeddings import CodeLayout, InputLayer
 from finai_models.teacher.model import ModelConfig, build_model
 from finai_models.teacher.spec import TASK_EXPERT, ModelSpec
+from finai_serving.schema import code_vocabulary
 
 LAG_FIELDS = ("amount", "mcc", "days", "hour")
 
@@ -29,21 +30,19 @@ def _name(group: str, i: int) -> str:
 @pytest.fixture(scope="module")
 def schema():
     settings = load_settings()
-    columns, groups = [], []
-    for g in settings.feature_groups:
-        groups.append({"name": g.name, "start": len(columns), "end": len(columns) + g.dim})
-        columns += [_name(g.name, i) for i in range(g.dim)]
+    names = {g.name: [_name(g.name, i) for i in range(g.dim)] for g in settings.feature_groups}
+    columns = [c for group in names.values() for c in group]
     kinds = ["code" if c.endswith(("_code", "_id", "_mcc", "_hour")) else "continuous" for c in columns]
-    normalizer = {"columns": columns, "kinds": kinds}
-    return settings, {"version": "t", "state_version": None, "columns": columns, "groups": groups,
-                      "log_columns": [], "normalizer": normalizer, "codes": code_vocabularies(normalizer)}
+    normalizer = {"columns": columns, "kinds": kinds, "mean": [0.0] * len(columns), "std": [1.0] * len(columns),
+                  "log_columns": []}
+    return settings, schema_for(settings, names, "t", normalizer=normalizer)
 
 
 def _spec(settings, doc, largest: int) -> tuple[ModelSpec, dict[str, int]]:
     """The spec with every declared code column embedded, its largest training index ``largest``."""
-    index = {c: j for j, c in enumerate(doc["columns"])}
-    code_max = np.full(len(doc["columns"]), -1)
-    code_max[[index[c] for c in code_columns(doc)]] = largest
+    index = {c: j for j, c in enumerate(doc.columns)}
+    code_max = np.full(len(doc.columns), -1)
+    code_max[[index[c] for c in doc.codes]] = largest
     return ModelSpec.from_feature_schema(doc, settings, code_max=code_max), index
 
 
@@ -55,9 +54,9 @@ def test_lag_slots_share_one_vocabulary_and_other_codes_have_their_own():
 
 def test_every_code_column_reaches_an_embedding_routed_with_its_group(schema):
     settings, doc = schema
-    codes = code_columns(doc)
+    codes = doc.codes
     spec, _ = _spec(settings, doc, 30)
-    embedded = {doc["columns"][j] for v in spec.codes.vocabularies for j in v.columns}
+    embedded = {doc.columns[j] for v in spec.codes.vocabularies for j in v.columns}
     assert embedded == set(codes)                                    # none left out
     assert {v.name for v in spec.codes.vocabularies} == set(codes.values())
     lag = next(v for v in spec.codes.vocabularies if v.name == "lag_mcc")
@@ -107,7 +106,7 @@ def test_models_train_with_embedded_codes(schema):
     settings, doc = schema
     spec, index = _spec(settings, doc, 5)
     x = torch.randn(8, spec.n_features)
-    for c in code_columns(doc):
+    for c in doc.codes:
         x[:, index[c]] = torch.randint(0, 6, (8,)).float()
     for arch in ("mmoe", "shared_bottom"):
         model = build_model(spec, ModelConfig(architecture=arch))

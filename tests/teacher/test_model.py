@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from finai_models.errors import ConfigError
+from finai_models.phase0.schema import schema_for
 from finai_models.teacher.experts.base import ExpertInput
 from finai_models.teacher.model import MMoE, ModelConfig, SharedBottom, build_model
 from finai_models.teacher.spec import EXPERTS, TASK_EXPERT, ModelSpec
 from finai_models.teacher.tasks import parse_task, parse_tasks
+from finai_serving.schema import FeatureSchema
 
 N_FEATURES = 20
 TASKS = parse_tasks({"a": "binary", "m": "multiclass:4", "r": "regression"})
@@ -234,16 +236,10 @@ def test_parse_task_values():
 # ---------------------------------------------------------------- routing from a feature schema
 
 
-def _schema(settings, drop: str | None = None, per_group: int = 2) -> dict:
-    columns, groups = [], []
-    for g in settings.feature_groups:
-        if g.name == drop:
-            continue
-        start = len(columns)
-        columns += [f"{g.name}_{i}" for i in range(per_group)]
-        groups.append({"name": g.name, "start": start, "end": len(columns)})
-    return {"version": "test", "state_version": None, "columns": columns, "groups": groups,
-            "log_columns": [], "side": {}}
+def _schema(settings, drop: str | None = None, per_group: int = 2, log_columns: tuple[str, ...] = ()
+            ) -> FeatureSchema:
+    names = {g.name: [f"{g.name}_{i}" for i in range(per_group)] for g in settings.feature_groups if g.name != drop}
+    return schema_for(settings, names, "test", log_columns=log_columns)
 
 
 def test_feature_schema_missing_a_routed_group(settings):
@@ -254,12 +250,11 @@ def test_feature_schema_missing_a_routed_group(settings):
 
 
 def test_feature_schema_routing(settings):
-    schema = _schema(settings)
     # a log copy sits after every source column and belongs to its source column's group
-    schema["columns"] = [*schema["columns"], "demographics_0_log"]
-    schema["log_columns"] = ["demographics_0"]
+    schema = _schema(settings, log_columns=("demographics_0",))
     spec = ModelSpec.from_feature_schema(schema, settings)
-    cols = schema["columns"]
+    cols = schema.columns
+    assert cols[-1] == "demographics_0_log"
     assert spec.n_features == len(cols)
 
     def routed(expert: str) -> set[str]:

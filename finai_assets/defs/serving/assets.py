@@ -40,7 +40,7 @@ def batch_champion(s: Settings, month: str) -> dict:
 
 @dg.asset(key=["serving", "batch"], group_name="serving", partitions_def=snapshot_months,
           deps=[champion, month_inputs, labels, *feature_group_assets], kinds={"pytorch", "numpy"},
-          code_version="serving-batch-v2", automation_condition=REFRESH)
+          code_version="serving-batch-v3", automation_condition=REFRESH)
 def batch(context: dg.AssetExecutionContext, finai: FinAIConfig, warehouse: DuckDBResource) -> dg.MaterializeResult:
     """Per customer of the month: raw features and the champion teacher's gate weights; per month: the gate
     student, the percentile grid of every task output, product popularity and label priors."""

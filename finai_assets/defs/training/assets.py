@@ -22,8 +22,8 @@ def training_set(
     with warehouse.get_connection() as con:
         folder, schema = build_training_set(con, s, current_version(s), log=context.log.info)
     return dg.MaterializeResult(metadata={
-        "version": schema["version"], "rows": schema["rows"], "columns": len(schema["columns"]),
-        "log_copies": len(schema["log_columns"]),
-        "expert_input_dims": {e: len(ix) for e, ix in schema["experts"].items()},
-        "split": schema["split"], "path": dg.MetadataValue.path(str(folder)),
+        "version": schema.version, "rows": dict(schema.rows), "columns": len(schema.columns),
+        "log_copies": len(schema.log_columns),
+        "expert_input_dims": {e: len(ix) for e, ix in schema.experts.items()},
+        "split": {p: list(m) for p, m in schema.split.items()}, "path": dg.MetadataValue.path(str(folder)),
     })
