@@ -2,7 +2,7 @@
 
     python -m benchmarks.quality.readme          # rewrite the block between the markers in README.md
 
-``tests/test_readme_quality.py`` fails when README's block is not what this renders from the
+``tests/bench/test_readme_quality.py`` fails when README's block is not what this renders from the
 committed results, so the figures in README cannot drift from the file that measured them.
 """
 

@@ -34,6 +34,8 @@ from finai_models.teacher.run import train_teacher
 from finai_serving.audit import AuditLog, AuditTampered, load_or_create_key
 from finai_serving.student import Student, StudentError
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 MONTH, NEXT, LATER = "2025-12", "2025-11", "2025-10"
 
 

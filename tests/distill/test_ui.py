@@ -5,11 +5,15 @@ month's promotion, each read back over GraphQL."""
 
 from __future__ import annotations
 
+import pytest
+
 from finai_models.artifacts import ArtifactPaths
 from finai_models.distill.config import distill_config
 from finai_models.distill.students import train_student
 
 from .test_assets import _teacher
+
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
 
 MONTH, TASK = "2025-12", "churn_signal"
 STUDENT = ["distill", "student"]

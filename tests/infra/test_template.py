@@ -34,6 +34,8 @@ from cfnlint.api import ManualArgs, lint
 from cfnlint.decode.decode import decode_str
 from moto.server import ThreadedMotoServer
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "template.yaml"
 HANDLER = "finai_serving.handler.handler"
 REGION = "eu-west-1"

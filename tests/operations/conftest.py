@@ -92,15 +92,12 @@ def _ok(result: dg.ExecuteInProcessResult, what: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> World:
-    from finai_assets import settings as settings_module
-
     root = tmp_path_factory.mktemp("operations")
     configs = root / "configs"
     shutil.copytree(REPO_ROOT / "configs", configs)
     _configure(configs)
     saved = {k: os.environ.get(k) for k in ("FINAI_CONFIG_DIR", "FINAI_WORKDIR")}
     os.environ.update(FINAI_CONFIG_DIR=str(configs), FINAI_WORKDIR=str(root / "work"))
-    settings_module.settings.cache_clear()       # the code location's resources read the world's paths
     try:
         s = load_settings()
         generate_synthetic(s, s.raw_dir, CUSTOMERS, 36, seed=3, progress=False)
@@ -133,4 +130,3 @@ def world(tmp_path_factory) -> World:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        settings_module.settings.cache_clear()

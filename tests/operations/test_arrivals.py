@@ -20,6 +20,8 @@ from finai_assets.defs.operations.sensors import monthly_refresh_schedule, new_r
 from finai_assets.defs.resources import FinAIConfig, RawSource
 from finai_models.data.raw_schema import TABLES
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 REGION = "ap-northeast-2"
 
 

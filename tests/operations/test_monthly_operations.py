@@ -30,6 +30,8 @@ from finai_models.artifacts import ArtifactPaths
 
 from .conftest import ARRIVING, World
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 DRIFTED = ARRIVING[1:]
 REFRESHED = {"raw/customers", "raw/monthly_snapshots", "raw/card_transactions", "phase0/month_inputs",
              "labels/labels", "serving/batch", "serving/bundle", "monitoring/recommendations",

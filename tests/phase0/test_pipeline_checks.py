@@ -34,6 +34,8 @@ from finai_models.data.warehouse import load_dataset
 from finai_models.phase0.groups import group_class
 from finai_models.phase0.labels import compute_labels
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 SPLIT = {"train": ["2023-11", "2023-12"], "validation": ["2024-07", "2024-07"], "test": ["2025-02", "2025-02"]}
 MONTHS = ["2023-11", "2023-12", "2024-07", "2025-02"]
 PLANT_MONTH = "2023-12"

@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 import uuid
 
+import pytest
+
 from finai_assets.defs.resources import BundleStore
 from finai_serving.controls import KillSwitch, OptOuts
 from finai_serving.handler import Service, handle
 
 from .conftest import REGION, fake_client
+
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
 
 
 def _table(client, key: str) -> str:

@@ -16,6 +16,8 @@ from finai_models.artifacts import ArtifactPaths
 from finai_models.teacher.distributed import Cluster, ReplicaDivergence
 from finai_models.teacher.trainer import TrainConfig, Trainer
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 MONTH = "2025-12"
 
 

@@ -21,6 +21,8 @@ from finai_assets.defs.teacher.checks import experts_receive_input, teacher_beat
 from finai_models.artifacts import ArtifactPaths, current
 from finai_models.teacher.run import teacher_config
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 MONTH = "2025-12"
 
 

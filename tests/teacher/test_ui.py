@@ -4,6 +4,10 @@ webserver and the daemon (not in-process)."""
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 MONTH = "2025-12"
 MATERIALIZATIONS = """
 query Materializations($partition: String!) {

@@ -29,6 +29,8 @@ import pytest
 from finai_assets.instance import INSTANCE_TEMPLATE
 from finai_models.config import REPO_ROOT
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 LOCATION = "finai"
 REPOSITORY = "__repository__"
 READY_SECONDS = 180

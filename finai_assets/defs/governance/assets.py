@@ -12,7 +12,7 @@ import dagster as dg
 
 from finai_assets.defs.automation import REFRESH
 from finai_assets.defs.distill.assets import champion
-from finai_assets.defs.governance.facts import CodeLocation, month_facts
+from finai_assets.defs.governance.facts import CodeLocationSource, month_facts
 from finai_assets.defs.monitoring.assets import drift, recommendations
 from finai_assets.defs.partitions import snapshot_months
 from finai_assets.defs.resources import FinAIConfig
@@ -31,14 +31,15 @@ def bundle_facts(path: Path) -> dict:
 @dg.asset(key=["governance", "model_card"], group_name="governance", partitions_def=snapshot_months,
           deps=[champion, bundle, recommendations, drift], kinds={"html", "markdown"}, code_version="model-card-v1",
           automation_condition=REFRESH)
-def model_card(context: dg.AssetExecutionContext, finai: FinAIConfig) -> dg.MaterializeResult:
+def model_card(context: dg.AssetExecutionContext, finai: FinAIConfig,
+               code_location: dg.ResourceParam[CodeLocationSource]) -> dg.MaterializeResult:
     """Per-task metrics, gate weights, fidelity, drift, fairness, serving controls and the month's data
     lineage, with EU AI Act Annex IV and Korean FSC AI guideline sections filled from them."""
     from finai_models.governance.model_card import render_model_card
 
     s = finai.load()
     month = context.partition_key
-    graph = CodeLocation.of(context.repository_def)     # the code location the run was launched from
+    graph = code_location.graph()              # the whole code location: every check the month depends on
     facts = month_facts(s, month, context.instance, context.run.run_id, bundle_facts(ArtifactPaths.of(s).bundle(month)),
                         context.asset_key, graph)
     out = ArtifactPaths.of(s).model_card(month)

@@ -72,6 +72,20 @@ class CodeLocation:
         return sorted(seen, key=lambda k: k.to_user_string())
 
 
+class CodeLocationSource:
+    """The code location's definitions, handed to the model card by ``definitions.py`` as the
+    ``code_location`` resource: a run's context carries its repository only when the run was launched
+    from a code location (UI, ``dg launch``), not under ``execute_in_process`` (``finai-pipeline``, tests)."""
+
+    def __init__(self) -> None:
+        self.definitions: dg.Definitions | None = None
+
+    def graph(self) -> CodeLocation:
+        if self.definitions is None:
+            raise RuntimeError("the code location's definitions were never handed to the model card")
+        return CodeLocation.of(self.definitions.get_repository_def())
+
+
 def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.quality.readme import BEGIN, END, block, render_readme
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_readme_block_matches_the_committed_results():

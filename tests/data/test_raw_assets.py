@@ -22,6 +22,8 @@ from finai_models.config import REPO_ROOT, load_settings
 from finai_models.data import store
 from finai_models.data.generate import generate_synthetic
 
+pytestmark = pytest.mark.slow          # a Dagster run, a server or a subprocess: `make test-fast` skips it
+
 RAW_TABLES = [customers, monthly_snapshots, card_transactions]
 MONTH = "2023-03"
 
