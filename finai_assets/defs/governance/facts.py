@@ -18,6 +18,7 @@ import dagster as dg
 import numpy as np
 
 from finai_assets.defs.distill.assets import current_champion
+from finai_assets.defs.evidence import latest_check, planned_in_run
 from finai_assets.defs.monitoring.assets import fairness_of, read_drift, read_recommendations
 from finai_models.artifacts import ArtifactPaths, current_version
 from finai_models.config import Settings
@@ -193,26 +194,17 @@ def check_facts(instance: dg.DagsterInstance, checks: list[tuple[dg.AssetCheckKe
     """The latest evaluation of each check for the partitions that make up the month (``None``: an
     unpartitioned check). A check this very run has yet to evaluate is listed as pending, never with an
     older verdict: the card is written while the run's non-blocking and sibling checks may still run."""
-    # Private on purpose: Dagster 1.13 has no public API for a check's evaluations of one partition
-    # (DagsterInstance exposes materializations by partition, not check executions).
-    from dagster._core.event_api import PartitionKeyFilter
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
-
     out = []
     for key, partitions in checks:
         for partition in partitions:
-            where = None if partition is None else PartitionKeyFilter(key=partition)
             row = {"asset": key.asset_key.to_user_string(), "check": key.name, "partition": partition}
-            latest = instance.event_log_storage.get_asset_check_execution_history(key, limit=1,
-                                                                                  partition_filter=where)
-            if latest and latest[0].run_id == run_id and latest[0].status == Status.PLANNED:
+            if planned_in_run(latest_check(instance, key, partition, finished_only=False), run_id):
                 out.append({**row, "passed": None, "severity": None, "pending": True})
                 continue
-            done = instance.event_log_storage.get_asset_check_execution_history(
-                key, limit=1, status={Status.SUCCEEDED, Status.FAILED}, partition_filter=where)
-            if done and done[0].evaluation is not None:
-                out.append({**row, "passed": done[0].evaluation.passed,
-                            "severity": done[0].evaluation.severity.value, "run_id": done[0].run_id})
+            done = latest_check(instance, key, partition)
+            if done is not None and done.evaluation is not None:
+                out.append({**row, "passed": done.evaluation.passed,
+                            "severity": done.evaluation.severity.value, "run_id": done.run_id})
     return out
 
 
