@@ -35,6 +35,7 @@ from finai_models import months as M
 from finai_models.artifacts import ArtifactPaths
 from finai_models.config import load_settings
 from finai_models.errors import FinAIError
+from finai_models.ops.checklist import load_checklist
 from finai_models.progress import progress_bar
 
 # The progress bar reports progress; the console logger shows only problems (the UI keeps all events).
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         months = _months(args.months, *settings.months)
         stages = STAGES[: STAGES.index(args.until) + 1]
         history, arriving = _split(months, args.refresh_months, settings.split["test"][1], stages)
+        checklist = load_checklist(settings.config_dir)
     except (FinAIError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     import dagster as dg
 
     from finai_assets.definitions import defs
+    from finai_assets.defs.operations.checklist import judge_month, status_line
 
     definitions = defs()
     try:
@@ -150,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 for month in arriving:
                     run("monthly_refresh", f"the monthly refresh of {month}", month)
                     report_month(paths, month)
+                    print(f"  {month}: {status_line(judge_month(instance, checklist, month))}")
             if "serve" in stages and not gated:
                 serve(paths, arriving[-1])
     except FinAIError as exc:

@@ -67,3 +67,19 @@ def test_a_bad_checklist_names_the_file_and_the_item(tmp_path):
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(ConfigError, match="appears twice"):
         load_checklist(tmp_path / "configs")
+
+
+def test_every_item_reads_an_asset_and_check_the_code_location_defines():
+    import dagster as dg
+
+    from finai_assets.definitions import defs
+
+    repository = defs().get_repository_def()
+    assets = set(repository.assets_defs_by_key)
+    checks = {spec.key for a in repository.assets_defs_by_key.values() for spec in a.check_specs}
+    checks |= set(repository.asset_checks_defs_by_key)
+    for item in load_checklist(REPO_ROOT / "configs"):
+        key = dg.AssetKey(item.evidence.asset.split("/"))
+        assert key in assets, item.id
+        if item.evidence.check:
+            assert dg.AssetCheckKey(key, item.evidence.check) in checks, item.id

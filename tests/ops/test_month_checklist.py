@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from finai_assets.defs.operations.checklist import judge_month
+from finai_assets.defs.operations.checklist import judge_month, status_line
 from finai_models.ops.checklist import Item, Verdict
 
 MONTHS = dg.StaticPartitionsDefinition(["2025-01", "2025-02"])
@@ -40,3 +40,5 @@ def test_each_month_is_judged_on_its_own_partition_and_missing_evidence_is_unkno
                                    "absent_key": Verdict.UNKNOWN, "latest": Verdict.FAIL}   # latest = 2025-02
     assert verdicts["2025-02"]["psi"] is Verdict.FAIL and verdicts["2025-02"]["check"] is Verdict.FAIL
     assert not any(v.passed for v in (verdicts["2025-02"]["absent"], verdicts["2025-02"]["absent_key"]))
+    line = status_line(judge_month(instance, _items(), "2025-02"))
+    assert line.startswith("checklist ops 0 pass/0 warn/3 fail/2 unknown (psi fail, check fail, absent unknown")
