@@ -8,15 +8,21 @@ from typing import Any
 import dagster as dg
 
 
-def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None) -> dict[str, Any] | None:
-    """The metadata of ``key``'s latest materialization of ``partition`` (``None``: of any), as plain values;
-    None when nothing was materialized there."""
+def latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None) -> Any:
+    """The record of ``key``'s latest materialization of ``partition`` (``None``: of any); None when none."""
     records = instance.fetch_materializations(
         key if partition is None else dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]),
         limit=1).records
-    if not records:
+    return records[0] if records else None
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None) -> dict[str, Any] | None:
+    """The metadata of ``key``'s latest materialization of ``partition`` (``None``: of any), as plain values;
+    None when nothing was materialized there."""
+    record = latest_materialization(instance, key, partition)
+    if record is None:
         return None
-    materialization = records[0].asset_materialization
+    materialization = record.asset_materialization
     return {k: v.value for k, v in (materialization.metadata or {}).items()} if materialization else None
 
 

@@ -18,7 +18,7 @@ import dagster as dg
 import numpy as np
 
 from finai_assets.defs.distill.assets import current_champion
-from finai_assets.defs.evidence import latest_check, planned_in_run
+from finai_assets.defs.evidence import latest_check, latest_materialization, planned_in_run
 from finai_assets.defs.monitoring.assets import fairness_of, read_drift, read_recommendations
 from finai_models.artifacts import ArtifactPaths, current_version
 from finai_models.config import Settings
@@ -178,12 +178,8 @@ def latest_runs(instance: dg.DagsterInstance, keys: list[dg.AssetKey], month: st
     """The run that last materialized each upstream asset (the month's partition where it has one)."""
     out = []
     for key in keys:
-        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[month]),
-                                                  limit=1).records
-        if not records:
-            records = instance.fetch_materializations(key, limit=1).records
-        if records:
-            r = records[0]
+        r = latest_materialization(instance, key, month) or latest_materialization(instance, key, None)
+        if r is not None:
             out.append({"asset": key.to_user_string(), "run_id": r.run_id,
                         "timestamp": datetime.fromtimestamp(r.timestamp, UTC).isoformat(timespec="seconds")})
     return out
